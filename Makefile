@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make train` (set up, run the main job) and `make test` (set up, run the tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+OUT ?= runs/default
+
+.PHONY: install train test test-slow sync readme docs clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py settings.ini
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip check
+	touch $@
+
+train: install
+	$(BIN)/lmtrain train --out $(OUT)
+
+test: install sync
+	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+test-slow: install
+	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing
+	$(BIN)/pytest -q -p no:cacheprovider -m slow tests
+
+# Notebooks are the source: exporting and cleaning them must leave git unchanged.
+sync: install
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(MAKE) --no-print-directory readme
+	@changed=$$(git status --porcelain -- nbs lmtrain README.md); \
+	if [ -n "$$changed" ]; then echo "nbs/, lmtrain/ and README.md are out of sync (run nbdev_export, nbdev_clean, make readme and commit):"; echo "$$changed"; git diff --stat -- nbs lmtrain README.md; exit 1; fi
+
+readme:
+	$(BIN)/jupyter nbconvert --to markdown --log-level WARN --stdout nbs/index.ipynb > README.md
+
+clean:
+	rm -rf $(VENV) _proc _docs docs/_build
