@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= runs/default
 
-.PHONY: install train test test-slow sync readme docs clean
+.PHONY: install train test test-slow test-browser sync readme docs clean
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,21 @@ train: install
 
 test: install sync
 	$(BIN)/nbdev_test --n_workers 2 --timing
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/pytest -q -p no:cacheprovider tests --ignore=tests/browser
+	$(MAKE) --no-print-directory docs
+	$(MAKE) --no-print-directory test-browser
+
+# Headless Debian chromium driven by Playwright. Without chromium the browser tests are skipped,
+# unless LMTRAIN_REQUIRE_BROWSER=1 (CI sets it) makes that an error.
+test-browser: install
+	@if command -v chromium >/dev/null || [ -n "$$LMTRAIN_CHROMIUM" ]; then \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/browser; \
+	elif [ "$$LMTRAIN_REQUIRE_BROWSER" = 1 ]; then echo "chromium is required (apt-get install -y chromium)"; exit 1; \
+	else echo "browser tests skipped: no chromium (apt-get install -y chromium)"; fi
+
+# The docs site, offline: nbdev's notebook processing, then Sphinx + myst-nb, warnings as errors.
+docs: install
+	$(BIN)/python scripts/build_docs.py
 
 test-slow: install
 	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing

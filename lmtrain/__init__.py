@@ -6,10 +6,10 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/00_api.ipynb #ec341cd4
+# %% ../nbs/00_api.ipynb #e0b0f348
 import importlib
 
-# %% ../nbs/00_api.ipynb #83ae6bf4
+# %% ../nbs/00_api.ipynb #aa0e1ded
 _SUBMODULES = ("data_models", "datasets", "rewards", "metrics", "local", "language_models", "programs",
                "callbacks", "training", "optimizers", "judges", "utils", "policy", "rollouts", "reinforce",
                "grpo", "trainer", "cli", "widgets")
@@ -22,7 +22,7 @@ _NAMES = {  # public name -> submodule that defines it
     "Policy": "policy", "Rollout": "rollouts",
 }
 
-# %% ../nbs/00_api.ipynb #755ec5ee
+# %% ../nbs/00_api.ipynb #922ccfc9
 def __getattr__(name):
     "Import `lmtrain.<submodule>` or the module that defines `name` on first use."
     if name in _SUBMODULES: return importlib.import_module(f"{__name__}.{name}")
