@@ -17,3 +17,7 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "conf.py"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 master_doc = "index"
 html_favicon = "_static/favicon.svg"
+# Live widgets need a kernel and the widget state, which clean notebooks do not keep: pages show the
+# static HTML view that every lmtrain widget also renders (`_repr_html_`).
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None),
+                              ("html", "application/vnd.jupyter.widget-state+json", None)]

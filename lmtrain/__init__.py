@@ -16,10 +16,19 @@ _SUBMODULES = ("data_models", "datasets", "rewards", "metrics", "local", "langua
 
 _NAMES = {  # public name -> submodule that defines it
     "DataModel": "data_models", "ParseFailure": "data_models", "parse_output": "data_models",
-    "LanguageModel": "language_models",
+    "parse_with_route": "data_models", "extract_answer": "data_models", "MathQuestion": "data_models",
+    "NumericalAnswer": "data_models", "NumericalAnswerWithThinking": "data_models",
+    "Reward": "rewards", "Breakdown": "rewards", "Metric": "metrics",
+    "LanguageModel": "language_models", "Completion": "language_models", "Outcome": "language_models",
+    "RetryPolicy": "language_models", "track_usage": "language_models",
     "Input": "programs", "Generator": "programs", "ChainOfThought": "programs", "Program": "programs",
-    "History": "callbacks",
-    "Policy": "policy", "Rollout": "rollouts",
+    "Example": "programs", "GenerationFailure": "programs", "load_program": "programs",
+    "Optimizer": "training",
+    "History": "callbacks", "Callback": "callbacks", "ProgramCheckpoint": "callbacks", "EarlyStopping": "callbacks",
+    "Policy": "policy", "Samples": "policy", "Rollout": "rollouts",
+    "Reinforce": "reinforce", "GRPO": "grpo", "GRPOConfig": "grpo",
+    "Trainer": "trainer", "TrainConfig": "trainer",
+    "RolloutViewer": "widgets", "TrainingMonitor": "widgets",
 }
 
 # %% ../nbs/00_api.ipynb #922ccfc9

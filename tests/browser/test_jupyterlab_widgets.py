@@ -1,0 +1,81 @@
+"""The widgets lesson opens in a real JupyterLab, runs, and its RolloutViewer renders and responds to clicks."""
+import json, os, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import ROOT
+
+LESSON = "nbs/17_widgets.ipynb"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def write_setting(root: Path, plugin: str, values: dict):
+    path = root / f"{plugin}.jupyterlab-settings"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    "A JupyterLab server on loopback over the repository, no token, no network calls of its own."
+    port, home = free_port(), tmp_path_factory.mktemp("jhome")
+    settings = home / "lab-settings"
+    # Clean notebooks carry no kernelspec: start the default kernel without asking, and fetch no news.
+    write_setting(settings, "@jupyterlab/docmanager-extension/plugin", {"autostartDefault": True})
+    write_setting(settings, "@jupyterlab/apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False})
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+           f"--ServerApp.root_dir={ROOT}", "--IdentityProvider.token=", "--ServerApp.password=",
+           "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--ServerApp.open_browser=False", "--allow-root"]
+    log = open(home / "lab.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "api/status", timeout=1); break
+        except Exception: time.sleep(0.5)
+    else:
+        proc.kill(); pytest.fail("JupyterLab did not start: " + (home / "lab.log").read_text()[-2000:])
+    yield url
+    proc.terminate(); proc.wait(timeout=20)
+
+
+def test_rollout_viewer_in_jupyterlab(browser, jupyterlab, artifacts):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(jupyterlab + "lab/tree/" + LESSON, wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook", timeout=60000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60000)
+    page.click("text=Run >> nth=0")
+    page.click("text=Run All Cells")
+    viewer = page.locator(".lmtrain-viewer").last
+    try: viewer.wait_for(timeout=120000)
+    except Exception:
+        page.screenshot(path=str(artifacts / "jupyterlab_failure.png")); raise
+    count = viewer.locator(".lmtrain-viewer-count")
+    total = int(count.inner_text().split(" of ")[1].split()[0])
+    assert total > 0
+    # Filter to one step: fewer rollouts listed, and each one shown comes from that step.
+    step = viewer.locator(".widget-dropdown:has(label:text-is('step')) select")
+    options = step.locator("option").all_inner_texts()
+    assert options[0] == "all" and len(options) >= 2
+    step.select_option(label=options[1])
+    detail = viewer.locator(".lmtrain-viewer-detail")
+    expect(detail).to_contain_text(f"step {options[1]} ·")
+    shown = int(count.inner_text().split()[0])
+    assert 0 < shown <= total
+    # Colour by advantage: the token tooltips change.
+    viewer.locator("button:text-is('advantage')").click()
+    expect(detail.locator("span[title^='advantage']").first).to_be_attached()
+    page.screenshot(path=str(artifacts / "rollout_viewer_jupyterlab.png"))
+    assert not errors, errors

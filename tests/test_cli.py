@@ -1,0 +1,43 @@
+"The `lmtrain` console script end to end on a tiny random model (seconds, offline)."
+import json, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from lmtrain.local import tiny_model
+    folder = tmp_path_factory.mktemp("tiny")
+    model, tokenizer = tiny_model(seed=0)
+    model.save_pretrained(folder); tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _lmtrain():
+    exe = shutil.which("lmtrain")
+    return [exe] if exe else [sys.executable, "-c", "import sys; from lmtrain.cli import main; sys.exit(main())"]
+
+
+def test_console_script_trains_and_writes_outputs(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    cmd = _lmtrain() + ["train", "--model", str(tiny_dir), "--steps", "2", "--eval-every", "1", "--group-size", "2",
+                        "--prompts-per-step", "2", "--max-new-tokens", "4", "--train-size", "6", "--eval-size", "2",
+                        "--threads", "1", "--algo", "reinforce", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and 0.0 <= summary["accuracy_after"] <= 1.0
+    for name in ("history.json", "rollouts.jsonl", "report.html", "curves.png", "accuracy.png", "model/config.json"):
+        assert (out / name).exists(), name
+
+
+def test_bad_data_file_is_a_clear_error(tmp_path):
+    from lmtrain.cli import main
+    assert main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_flags_come_from_the_config():
+    from lmtrain.cli import parse_config
+    cfg = parse_config(["train", "--algo", "grpo", "--group-size", "3", "--lora", "--no-save-model"])
+    assert (cfg.group_size, cfg.lora, cfg.save_model) == (3, True, False)
