@@ -14,10 +14,12 @@ html_static_path = ["_static"]
 # MathJax from a local copy (the PyPI package django-static-mathjax): the site works offline.
 mathjax_path = "mathjax/tex-mml-chtml.js"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "conf.py"]
-suppress_warnings = ["mystnb.unknown_mime_type"]
+# `show_doc` titles are always H3, whatever the heading level of the lesson around them.
+suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
 master_doc = "index"
 html_favicon = "_static/favicon.svg"
 # Live widgets need a kernel and the widget state, which clean notebooks do not keep: pages show the
 # static HTML view that every lmtrain widget also renders (`_repr_html_`).
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None),
                               ("html", "application/vnd.jupyter.widget-state+json", None)]
+

@@ -70,7 +70,8 @@ def check_data_model(data_model, where: str):
 class Symbol:
     "A placeholder in the functional API: the data model it will hold, the module that makes it, and that module's inputs."
     trainable = False
-    def __init__(self, data_model, module: Module | None = None, parents: tuple = (), name: str | None = None):
+    def __init__(self, data_model, module=None, parents: tuple = (), name: str | None = None):
+        # `module` is the Module that makes this symbol (None for an Input); Module is defined below.
         self.data_model, self.module, self.parents, self.name = data_model, module, tuple(parents), name
 
     @property

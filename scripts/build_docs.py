@@ -4,9 +4,14 @@ nbdev's own site generator needs Quarto, which cannot be installed offline. nbde
 (`nbdev.serve.proc_nbs`) does not: it writes `_proc/` with hidden cells removed and `show_doc` rendered.
 Its notebooks are Quarto-flavoured, so `adapt` turns each into a plain notebook that myst-nb reads.
 
+The pages show fresh outputs: `execute` first runs every lesson top to bottom, as `nbdev_test` does, and
+keeps the stored outputs only of the cells that the test flags skip (`slow`, `notest`, `gpu`: the real-model
+runs, whose outputs were saved when they last ran). nbdev's own execution of `show_doc` cells is then off.
+
     python scripts/build_docs.py            # -> docs/_build/html/index.html
 """
-import argparse, json, re, shutil, subprocess, sys
+import argparse, json, os, re, shutil, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -16,6 +21,48 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS, SRC, OUT = ROOT / "docs", ROOT / "docs" / "_src", ROOT / "docs" / "_build" / "html"
 QUARTO_ATTRS = re.compile(r"\{(?:target|fig-align|width|height|\.[\w-]+)[^}\n]*\}")
 DIRECTIVE = re.compile(r"^\s*#\s*\|.*$\n?", re.M)
+EXEC = ROOT / "docs" / "_exec"
+
+
+def skipped(cell, flags: set[str]) -> bool:
+    "Cells that `nbdev_test` would not run: markdown, the export cell, `eval: false`, and flagged cells."
+    if cell.cell_type != "code" or "nbdev_export" in cell.source: return True
+    directives = [l.split("#|", 1)[1].strip() for l in cell.source.splitlines() if l.lstrip().startswith("#|")]
+    return any(d.replace(" ", "") == "eval:false" or d in flags for d in directives)
+
+
+def execute_one(src: str) -> str:
+    "Run one notebook from its own folder (as `nbdev_test` does) and write it, outputs included, to `EXEC`."
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.config import get_config
+    src = Path(src)
+    flags = set(get_config().get("tst_flags", "").split())
+    nb = read_nb(src)
+    os.environ["IN_TEST"] = "1"
+    shell = CaptureShell(src)
+    with working_directory(src.parent):
+        try: shell.run_all(nb, exc_stop=True, preproc=lambda c: skipped(c, flags))
+        except Exception as e: raise RuntimeError(f"{src.name} failed:\n{shell.prettytb(fname=src)}") from e
+    # nbdev would run the `show_doc` cells again in a kernel of its own; they already have their output.
+    nb.cells.insert(0, dict(cell_type="raw", metadata={}, source="---\nskip_showdoc: true\n---"))
+    write_nb(nb, EXEC / src.name)
+    return src.name
+
+
+def execute(n_workers: int, skip_file_re: str) -> Path:
+    "Execute every notebook into `EXEC`, with the other files of `nbs/` beside them."
+    nbs = ROOT / "nbs"
+    if EXEC.exists(): shutil.rmtree(EXEC)
+    shutil.copytree(nbs, EXEC, ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+    todo = [str(p) for p in sorted(nbs.glob("*.ipynb")) if not re.search(skip_file_re, p.name)]
+    def run(src):  # one fresh process per notebook, as a kernel would be
+        res = subprocess.run([sys.executable, __file__, "--execute-one", src], capture_output=True, text=True)
+        if res.returncode: raise RuntimeError(f"executing {src} failed:\n{res.stdout[-3000:]}{res.stderr[-6000:]}")
+        print("executed", Path(src).name, flush=True)
+    with ThreadPoolExecutor(n_workers) as pool: list(pool.map(run, todo))
+    return EXEC
 
 
 def front_matter(cell) -> dict:
@@ -95,7 +142,8 @@ def copy_mathjax(static: Path):
 
 def build(warnings_as_errors=True, n_workers=2, skip_file_re='^[_.]') -> Path:
     if (ROOT / '_proc').exists(): shutil.rmtree(ROOT / '_proc')
-    nbdev.serve.proc_nbs(n_workers=n_workers, force=True, skip_file_re=skip_file_re)
+    nbdev.serve.proc_nbs(path=str(execute(n_workers, skip_file_re)), n_workers=n_workers, force=True,
+                         skip_file_re=skip_file_re)
     if SRC.exists(): shutil.rmtree(SRC)
     SRC.mkdir(parents=True)
     (SRC / "conf.py").write_text((DOCS / "conf.py").read_text())
@@ -122,5 +170,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-strict", action="store_true", help="do not treat warnings as errors")
     ap.add_argument("--skip", default="^[_.]", help="skip notebooks whose file name matches this regex")
+    ap.add_argument("--execute-one", metavar="NOTEBOOK", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.execute_one: sys.exit(print(execute_one(args.execute_one)))
     print(build(warnings_as_errors=not args.no_strict, skip_file_re=args.skip))

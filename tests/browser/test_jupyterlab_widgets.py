@@ -27,7 +27,9 @@ def jupyterlab(tmp_path_factory):
     port, home = free_port(), tmp_path_factory.mktemp("jhome")
     settings = home / "lab-settings"
     # Clean notebooks carry no kernelspec: start the default kernel without asking, and fetch no news.
-    write_setting(settings, "@jupyterlab/docmanager-extension/plugin", {"autostartDefault": True})
+    write_setting(settings, "@jupyterlab/notebook-extension/tracker", {"autoStartDefaultKernel": True})
+    # Running the lesson must not write its outputs back into the repository's notebook.
+    write_setting(settings, "@jupyterlab/docmanager-extension/plugin", {"autosave": False})
     write_setting(settings, "@jupyterlab/apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False})
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
