@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= runs/default
+# GSM8K as published, from the shared folder beside the checkout when there is one (no download needed).
+export LMTRAIN_DATA ?= $(if $(wildcard ../shared/data/gsm8k/test.jsonl),$(abspath ../shared/data),)
 
 .PHONY: install train test test-slow test-browser sync readme docs clean
 
