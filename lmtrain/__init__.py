@@ -12,7 +12,7 @@ import importlib
 # %% ../nbs/00_api.ipynb #aa0e1ded
 _SUBMODULES = ("data_models", "datasets", "rewards", "metrics", "local", "language_models", "programs",
                "callbacks", "training", "optimizers", "judges", "utils", "policy", "rollouts", "reinforce",
-               "grpo", "trainer", "cli", "widgets")
+               "grpo", "trainer", "cli", "widgets", "diagnostics")
 
 _NAMES = {  # public name -> submodule that defines it
     "DataModel": "data_models", "ParseFailure": "data_models", "parse_output": "data_models",
@@ -28,7 +28,8 @@ _NAMES = {  # public name -> submodule that defines it
     "Policy": "policy", "Samples": "policy", "Rollout": "rollouts",
     "Reinforce": "reinforce", "GRPO": "grpo", "GRPOConfig": "grpo",
     "Trainer": "trainer", "TrainConfig": "trainer",
-    "RolloutViewer": "widgets", "TrainingMonitor": "widgets",
+    "RolloutViewer": "widgets", "TrainingMonitor": "widgets", "ProgramInspector": "widgets",
+    "diagnose": "diagnostics",
 }
 
 # %% ../nbs/00_api.ipynb #922ccfc9

@@ -190,8 +190,23 @@ def question_of(prompt: str) -> str:
     turns = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt, re.S)
     return turns[-1].strip() if turns else prompt[-200:]
 
-def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, n_examples: int = 12) -> Path:
-    "A static `report.html`: summary, plots, and held-out replies before/after side by side."
+def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, n_examples: int = 12,
+                 history=None, rollouts=None) -> Path:
+    "A static `report.html`: summary, plots, held-out replies before/after, and the widgets' static views."
+    from lmtrain.widgets import RolloutViewer, TrainingMonitor, rollouts_report_html, summary_rows, table_html
+    views = ""
+    if history is not None and history.batch_logs:
+        monitor = TrainingMonitor(metrics=["reward_mean", "val_score", "completion_len", "entropy", "kl", "clip_ratio"])
+        for i, logs in enumerate(history.batch_logs): monitor.record(logs)
+        views += f"<h2>Training monitor</h2>{monitor.to_html()}"
+    if eval_before and eval_after:
+        views += ("<h2>Held-out rollouts, coloured by log-probability: before and after training</h2>"
+                  + rollouts_report_html(eval_before, compare=eval_after, compare_label="after training", limit=n_examples))
+    if rollouts:
+        last = max(r.step for r in rollouts)
+        views += "<h2>Training rollouts, per step</h2>" + table_html(summary_rows(rollouts))
+        views += (f"<h2>Training rollouts of the last step ({last}), coloured by advantage</h2>"
+                  + RolloutViewer([r for r in rollouts if r.step == last]).to_html(limit=n_examples, by="advantage"))
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.items() if k != "config")
     config = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.get("config", {}).items())
     pairs = ""
@@ -207,6 +222,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;
 <img src="accuracy.png" alt="accuracy before/after"> <img src="curves.png" alt="training curves" style="max-width:100%">
 <h2>Held-out replies (greedy): before / after</h2>
 <table><tr><th>prompt</th><th>before</th><th>after</th></tr>{pairs}</table>
+{views}
 <h2>Configuration</h2><table>{config}</table>
 <p>Files: summary.json, history.json, rollouts.jsonl, eval_before.jsonl, eval_after.jsonl, model/</p>
 </body></html>"""
@@ -280,7 +296,8 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     if config.save_model: trainer.save_model(out / "model")
     summary["total_seconds_this_run"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    write_report(out, summary, eval_before, eval_after)
+    write_report(out, summary, eval_before, eval_after, history=history,
+                 rollouts=load_rollouts(rollouts_path) if rollouts_path.exists() else None)
     return summary
 
 # %% ../nbs/16_cli.ipynb #c35c8155

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['WHITE', 'RED', 'BLUE', 'PURPLE', 'ALL', 'field', 'outcome', 'token_colour', 'token_values', 'token_texts',
            'tokens_html', 'breakdown_html', 'rollout_html', 'RolloutFilter', 'pair_by_prompt', 'mean_reward',
-           'RolloutViewer', 'summary_rows', 'table_html', 'rollouts_report_html', 'TrainingMonitor']
+           'RolloutViewer', 'summary_rows', 'table_html', 'rollouts_report_html', 'TrainingMonitor', 'messages_html',
+           'examples_html', 'generator_html', 'trace_html', 'ProgramInspector']
 
 # %% ../nbs/17_widgets.ipynb #0ab8d38e
 import html, json, math
@@ -155,6 +156,8 @@ class RolloutViewer(W.VBox):
         self.reward = W.FloatRangeSlider(value=(lo, hi), min=lo, max=hi, step=(hi - lo) / 100, description="reward")
         self.outcomes = W.SelectMultiple(options=["ok", "parse_failure", "truncated"],
                                          value=("ok", "parse_failure", "truncated"), description="outcome", rows=3)
+        for w in (self.step, self.group, self.prompt, self.reward, self.outcomes):  # fit three columns of controls
+            w.style.description_width, w.layout.width = "64px", "300px"
         self.colour = W.ToggleButtons(options=["logprob", "advantage", "entropy"], description="colour by")
         self.listing = W.Select(options=[], rows=12, layout=W.Layout(width="35%"))
         self.detail = W.HTML()
@@ -205,9 +208,9 @@ class RolloutViewer(W.VBox):
             out += "".join(rollout_html(o, self.colour.value, self.tokenizer) for o in others[:4])
         self.detail.value = out
 
-    def to_html(self, limit: int = 50) -> str:
+    def to_html(self, limit: int = 50, by: str | None = None) -> str:
         "A static view: summary, then the filtered rollouts (first `limit`), with checkpoints side by side if comparing."
-        return rollouts_report_html(self.shown, by=self.colour.value, tokenizer=self.tokenizer,
+        return rollouts_report_html(self.shown, by=by or self.colour.value, tokenizer=self.tokenizer,
                                     compare=self.compare, compare_label=self.compare_label, limit=limit)
 
     def _repr_html_(self): return self.to_html(limit=12)
@@ -308,3 +311,104 @@ class TrainingMonitor(Callback):
 def _png(fig) -> str:
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=80); plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+# %% ../nbs/17_widgets.ipynb #9c7230ab
+from .programs import Program, is_failure, failure_kind, failure_message, as_json
+
+# %% ../nbs/17_widgets.ipynb #c95eef91
+_BUBBLE = {"system": "#eef", "user": "#f4f4f4", "assistant": "#efe"}
+
+def messages_html(messages: Sequence[Mapping]) -> str:
+    "Chat messages as coloured bubbles, the role on top, the text verbatim."
+    return "".join(f'<div class="lmtrain-msg" style="background:{_BUBBLE.get(m.get("role"), "#fff")};padding:4px 8px;'
+                   f'margin:3px 0;border-radius:4px"><small><b>{html.escape(str(m.get("role")))}</b></small>'
+                   f'<pre style="white-space:pre-wrap;margin:0">{html.escape(str(m.get("content")))}</pre></div>'
+                   for m in messages)
+
+def examples_html(examples) -> str:
+    "A generator's few-shot examples: input, output, provenance and reward."
+    if not examples: return "<p><i>no examples</i></p>"
+    rows = [dict(input=json.dumps(e.input, ensure_ascii=False), output=json.dumps(e.output, ensure_ascii=False),
+                 source=e.source, reward=e.reward) for e in examples]
+    head = "".join(f"<th>{k}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v) if isinstance(v, float) else str(v))}</td>" for v in r.values())
+                   + "</tr>" for r in rows)
+    return f'<table class="lmtrain-table" border="1" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+
+def generator_html(g) -> str:
+    "One generator's trainable state."
+    counts = {s: sum(e.source == s for e in g.examples) for s in ("gold", "predicted")}
+    return (f'<div class="lmtrain-generator"><h4>{html.escape(g.name)} · {type(g).__name__} → {g.output_data_model.__name__}</h4>'
+            f'<p><b>instructions</b></p><pre style="white-space:pre-wrap">{html.escape(str(g.instructions))}</pre>'
+            f'<p><b>{len(g.examples)} examples</b> ({counts["gold"]} gold, {counts["predicted"]} predicted)</p>'
+            f'{examples_html(g.examples)}</div>')
+
+def trace_html(trace, y_true=None) -> str:
+    "One prediction: its output or failure, then each generator call with its reply."
+    out = trace.output
+    head = (f'<b>{failure_kind(out)}</b>: {html.escape(str(failure_message(out)))}' if is_failure(out)
+            else f'<b>ok</b>: <code>{html.escape(json.dumps(as_json(out), ensure_ascii=False))}</code>')
+    if y_true is not None: head += f' · expected <code>{html.escape(json.dumps(as_json(y_true), ensure_ascii=False))}</code>'
+    calls = "".join(f'<details><summary>{html.escape(c.module)}: {html.escape(c.outcome)}</summary>'
+                    f'{messages_html(c.messages)}<p><b>reply</b></p><pre style="white-space:pre-wrap">'
+                    f'{html.escape(str(c.text))}</pre></details>' for c in trace.calls)
+    return f'<div class="lmtrain-trace" style="border:1px solid #ccc;padding:6px;margin:6px 0">{head}{calls}</div>'
+
+# %% ../nbs/17_widgets.ipynb #02ffaf03
+class ProgramInspector(W.VBox):
+    "A program's instructions and examples with provenance, the exact prompt for an input, and its predictions."
+    def __init__(self, program: Program, x: Sequence = (), y: Sequence | None = None):
+        if not isinstance(program, Program): raise TypeError(f"ProgramInspector needs a Program, got {type(program).__name__}")
+        self.program, self.x, self.y, self.traces = program, list(x), list(y) if y is not None else None, []
+        if self.y is not None and len(self.y) != len(self.x):
+            raise ValueError(f"x and y must have the same length, got {len(self.x)} and {len(self.y)}")
+        self.generator = W.Dropdown(options=[g.name for g in program.generators], description="generator")
+        self.input = W.Dropdown(options=[(f"x[{i}]", i) for i in range(len(self.x))], description="input")
+        self.state, self.prompt, self.predictions = W.HTML(), W.HTML(), W.HTML()
+        for w in (self.generator, self.input): w.observe(self.refresh, "value")
+        tabs = W.Tab([self.state, self.prompt, self.predictions])
+        for i, t in enumerate(["state", "prompt", "predictions"]): tabs.set_title(i, t)
+        super().__init__([W.HBox([self.generator, self.input]), tabs])
+        self.add_class("lmtrain-inspector")
+        self.refresh()
+
+    def selected_generator(self):
+        return next(g for g in self.program.generators if g.name == self.generator.value)
+
+    def prompt_messages(self, i: int = 0, module: str | None = None) -> list[dict]:
+        "The exact messages the generator sends for input `x[i]` (see `Program.prompt`)."
+        return self.program.prompt(self.x[i], module=module)
+
+    async def predict(self, batch_size: int = 8):
+        "Run the program on every input, keeping the traces (outputs, failures, each call's messages and reply)."
+        if not self.x: raise ValueError("ProgramInspector.predict: no inputs; pass x= when creating the inspector")
+        self.traces = await self.program.predict(self.x, batch_size=batch_size, return_traces=True)
+        self.refresh()
+        return self.traces
+
+    def _prompt_html(self, i, module) -> str:
+        try: return messages_html(self.prompt_messages(i, module))
+        except ValueError as e: return f"<p><i>{html.escape(str(e))}</i></p>"
+
+    def _predictions_html(self) -> str:
+        if not self.traces: return "<p><i>no predictions yet: <code>await inspector.predict()</code></i></p>"
+        kinds = [failure_kind(t.output) for t in self.traces]
+        head = "<p>" + ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + "</p>"
+        return head + "".join(trace_html(t, self.y[i] if self.y else None) for i, t in enumerate(self.traces))
+
+    def refresh(self, *_):
+        "Redraw from the program's current state (call it after `fit` changed the program)."
+        self.generator.options = [g.name for g in self.program.generators]
+        self.state.value = generator_html(self.selected_generator())
+        self.prompt.value = self._prompt_html(self.input.value, self.generator.value) if self.x else "<p><i>no inputs</i></p>"
+        self.predictions.value = self._predictions_html()
+
+    def to_html(self) -> str:
+        "The static view: every generator's state, the prompt for the first input, and the predictions."
+        parts = [f'<div class="lmtrain-inspector"><h3>program {html.escape(self.program.name)}</h3>']
+        parts += [generator_html(g) for g in self.program.generators]
+        if self.x: parts += ["<h4>the exact prompt for x[0]</h4>", self._prompt_html(0, None)]
+        parts += ["<h4>predictions</h4>", self._predictions_html(), "</div>"]
+        return "".join(parts)
+
+    def _repr_html_(self): return self.to_html()

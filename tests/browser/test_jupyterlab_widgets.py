@@ -60,7 +60,7 @@ def test_rollout_viewer_in_jupyterlab(browser, jupyterlab, artifacts):
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60000)
     page.click("text=Run >> nth=0")
     page.click("text=Run All Cells")
-    viewer = page.locator(".lmtrain-viewer").last
+    viewer = page.locator(".lmtrain-viewer").nth(1)  # the real run's training rollouts
     try: viewer.wait_for(timeout=120000)
     except Exception:
         page.screenshot(path=str(artifacts / "jupyterlab_failure.png")); raise
