@@ -6,13 +6,13 @@
 __all__ = ['by_step', 'per_step', 'mean_reward', 'mean_length', 'truncation_rate', 'groups', 'distinct_share',
            'zero_variance_share', 'check_rate', 'slope', 'diagnose']
 
-# %% ../nbs/18_reading_rollouts.ipynb #4bbbe133
+# %% ../nbs/18_reading_rollouts.ipynb #643767af
 import math
 from collections.abc import Callable, Mapping, Sequence
 
 from .widgets import field
 
-# %% ../nbs/18_reading_rollouts.ipynb #6994a131
+# %% ../nbs/18_reading_rollouts.ipynb #4d07c3b1
 def by_step(rollouts) -> dict:
     "The rollouts of each step, in step order."
     steps = {}
@@ -46,7 +46,7 @@ def zero_variance_share(rs) -> float:
     "The share of groups whose rewards are all equal (no group-relative signal)."
     return _mean(float(len({field(r, "reward") for r in g}) == 1) for g in groups(rs) if len(g) > 1)
 
-# %% ../nbs/18_reading_rollouts.ipynb #72dc78d7
+# %% ../nbs/18_reading_rollouts.ipynb #7a06dab8
 def check_rate(check) -> Callable:
     "A measure: the mean of `check(target, completion)` over a step's rollouts (e.g. is the final answer right?)."
     def measure(rs): return _mean(check(field(r, "target"), field(r, "completion")) for r in rs)
@@ -61,7 +61,7 @@ def slope(ys: Sequence[float]) -> float:
     var = sum((i - mx) ** 2 for i, _ in pts)
     return sum((i - mx) * (y - my) for i, y in pts) / var
 
-# %% ../nbs/18_reading_rollouts.ipynb #1a07c355
+# %% ../nbs/18_reading_rollouts.ipynb #d334dfb5
 def _ends(ys, window):
     head, tail = [y for y in ys[:window]], [y for y in ys[-window:]]
     return _mean(head), _mean(tail)
@@ -89,7 +89,7 @@ def diagnose(rollouts, check: Callable | None = None, history=None, window: int 
     z0, z1 = _ends(curves["zero_variance"], window)
     out.update(distinct_first=d0, distinct_last=d1, zero_variance_first=z0, zero_variance_last=z1, entropy_collapse=d1 < collapse)
     if logs:
-        e0, e1 = _ends(curves["entropy"], window)
+        e0, e1 = curves["entropy"][0], _ends(curves["entropy"], window)[1]  # the untrained policy's entropy, then now
         out.update(entropy_first=e0, entropy_last=e1,
                    entropy_collapse=out["entropy_collapse"] or (z1 >= 0.5 and e1 < collapse * e0))
     return out

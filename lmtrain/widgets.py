@@ -312,9 +312,6 @@ def _png(fig) -> str:
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=80); plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/17_widgets.ipynb #9c7230ab
-from .programs import Program, is_failure, failure_kind, failure_message, as_json
-
 # %% ../nbs/17_widgets.ipynb #c95eef91
 _BUBBLE = {"system": "#eef", "user": "#f4f4f4", "assistant": "#efe"}
 
@@ -345,6 +342,7 @@ def generator_html(g) -> str:
 
 def trace_html(trace, y_true=None) -> str:
     "One prediction: its output or failure, then each generator call with its reply."
+    from lmtrain.programs import as_json, failure_kind, failure_message, is_failure
     out = trace.output
     head = (f'<b>{failure_kind(out)}</b>: {html.escape(str(failure_message(out)))}' if is_failure(out)
             else f'<b>ok</b>: <code>{html.escape(json.dumps(as_json(out), ensure_ascii=False))}</code>')
@@ -355,10 +353,15 @@ def trace_html(trace, y_true=None) -> str:
     return f'<div class="lmtrain-trace" style="border:1px solid #ccc;padding:6px;margin:6px 0">{head}{calls}</div>'
 
 # %% ../nbs/17_widgets.ipynb #02ffaf03
+def _programs():
+    "lmtrain.programs, imported on first use: inspecting rollouts must not load the language-model layer."
+    import lmtrain.programs
+    return lmtrain.programs
+
 class ProgramInspector(W.VBox):
     "A program's instructions and examples with provenance, the exact prompt for an input, and its predictions."
-    def __init__(self, program: Program, x: Sequence = (), y: Sequence | None = None):
-        if not isinstance(program, Program): raise TypeError(f"ProgramInspector needs a Program, got {type(program).__name__}")
+    def __init__(self, program, x: Sequence = (), y: Sequence | None = None):
+        if not isinstance(program, _programs().Program): raise TypeError(f"ProgramInspector needs a Program, got {type(program).__name__}")
         self.program, self.x, self.y, self.traces = program, list(x), list(y) if y is not None else None, []
         if self.y is not None and len(self.y) != len(self.x):
             raise ValueError(f"x and y must have the same length, got {len(self.x)} and {len(self.y)}")
@@ -392,7 +395,7 @@ class ProgramInspector(W.VBox):
 
     def _predictions_html(self) -> str:
         if not self.traces: return "<p><i>no predictions yet: <code>await inspector.predict()</code></i></p>"
-        kinds = [failure_kind(t.output) for t in self.traces]
+        kinds = [_programs().failure_kind(t.output) for t in self.traces]
         head = "<p>" + ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + "</p>"
         return head + "".join(trace_html(t, self.y[i] if self.y else None) for i, t in enumerate(self.traces))
 

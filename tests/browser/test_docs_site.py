@@ -55,3 +55,19 @@ def test_math_renders(browser, serve, artifacts):
         page.goto(urljoin(base, with_math[0]), wait_until="networkidle")
         page.wait_for_selector("mjx-container", timeout=15000)
     page.close()
+
+
+def test_widget_static_views(browser, serve, artifacts):
+    "The widgets lesson shows each widget's static view: rollouts with coloured tokens, the inspector, real runs."
+    if "widgets.html" not in PAGES: pytest.fail("widgets.html was not built")
+    base = serve(SITE)
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(urljoin(base, "widgets.html"), wait_until="networkidle")
+    views = page.locator(".lmtrain-rollouts")
+    assert views.count() >= 3, "RolloutViewer static views (demo, real run, before/after)"
+    tokens = page.locator(".lmtrain-rollouts span[title^='logprob'], .lmtrain-rollouts span[title^='advantage']")
+    assert tokens.count() > 50
+    assert page.locator(".lmtrain-inspector").count() >= 1
+    page.get_by_text("Before and after training, on the same").last.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "docs_widgets.png"))
+    page.close()
