@@ -303,10 +303,9 @@ class TrainingMonitor(Callback):
         png = getattr(self, "_last_png", None) or _png(self.figure())
         return f'<img alt="training curves" src="data:image/png;base64,{png}"/>'
 
-    def _repr_html_(self): return self.to_html()
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs):
+        "The live widget where a kernel runs it, and the static curves wherever it does not (saved notebooks, docs)."
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/html": self.to_html()}
 
 def _png(fig) -> str:
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=80); plt.close(fig)
