@@ -12,7 +12,7 @@ import importlib
 # %% ../nbs/00_api.ipynb #aa0e1ded
 _SUBMODULES = ("data_models", "datasets", "rewards", "metrics", "local", "language_models", "programs",
                "callbacks", "training", "optimizers", "judges", "utils", "policy", "rollouts", "reinforce",
-               "grpo", "trainer", "cli", "widgets", "diagnostics")
+               "grpo", "trainer", "cli", "widgets", "diagnostics", "distributed")
 
 _NAMES = {  # public name -> submodule that defines it
     "DataModel": "data_models", "ParseFailure": "data_models", "parse_output": "data_models",
@@ -30,6 +30,8 @@ _NAMES = {  # public name -> submodule that defines it
     "Trainer": "trainer", "TrainConfig": "trainer",
     "RolloutViewer": "widgets", "TrainingMonitor": "widgets", "ProgramInspector": "widgets",
     "diagnose": "diagnostics",
+    "Sampler": "distributed", "PolicySampler": "distributed", "ServerSampler": "distributed",
+    "DistributedTrainer": "distributed", "make_accelerator": "distributed",
 }
 
 # %% ../nbs/00_api.ipynb #922ccfc9

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['WHITE', 'RED', 'BLUE', 'PURPLE', 'ALL', 'field', 'outcome', 'token_colour', 'token_values', 'token_texts',
-           'tokens_html', 'breakdown_html', 'rollout_html', 'RolloutFilter', 'pair_by_prompt', 'mean_reward',
-           'RolloutViewer', 'summary_rows', 'table_html', 'rollouts_report_html', 'TrainingMonitor', 'messages_html',
-           'examples_html', 'generator_html', 'trace_html', 'ProgramInspector']
+           'tokens_html', 'breakdown_parts', 'breakdown_html', 'rollout_html', 'RolloutFilter', 'pair_by_prompt',
+           'mean_reward', 'RolloutViewer', 'summary_rows', 'table_html', 'rollouts_report_html', 'TrainingMonitor',
+           'messages_html', 'examples_html', 'generator_html', 'trace_html', 'ProgramInspector']
 
 # %% ../nbs/17_widgets.ipynb #0ab8d38e
 import html, json, math
@@ -83,10 +83,19 @@ def _fmt(v):
     if isinstance(v, float): return f"{v:.3f}"
     return html.escape(str(v))
 
+def breakdown_parts(b) -> list[tuple[str, object]]:
+    "The parts of a reward breakdown: a `Breakdown` as a dict (`parts`, weights in `details`) or a flat dict."
+    if not b: return []
+    if not isinstance(b, Mapping): b = b.to_dict() if hasattr(b, "to_dict") else vars(b)
+    if "parts" not in b: return list(b.items())
+    weights = (b.get("details") or {}).get("weights") or {}
+    rows = [(f"{k} (× {_fmt(weights[k])})" if k in weights else k, v) for k, v in b["parts"].items()]
+    return rows + ([("error", b["error"])] if b.get("error") else [])
+
 def breakdown_html(r) -> str:
     "Reward, its parts, advantage and outcome of a rollout as an HTML table."
     rows = [("reward", field(r, "reward")), ("advantage", field(r, "advantage")), ("outcome", outcome(r))]
-    rows += [(f"&nbsp;&nbsp;{html.escape(str(k))}", v) for k, v in (field(r, "breakdown") or {}).items()]
+    rows += [(f"&nbsp;&nbsp;{html.escape(str(k))}", v) for k, v in breakdown_parts(field(r, "breakdown"))]
     if field(r, "parse_error"): rows.append(("parse error", field(r, "parse_error")))
     body = "".join(f"<tr><td>{k}</td><td>{_fmt(v)}</td></tr>" for k, v in rows if v is not None)
     return f'<table style="font-size:0.9em">{body}</table>'
@@ -164,8 +173,9 @@ class RolloutViewer(W.VBox):
         self.count = W.HTML()
         for w in (self.step, self.group, self.prompt, self.reward, self.outcomes): w.observe(self._refilter, "value")
         for w in (self.colour, self.listing): w.observe(self._redraw, "value")
-        controls = W.HBox([W.VBox([self.step, self.group, self.prompt]), W.VBox([self.reward, self.outcomes]),
-                           W.VBox([self.colour, self.count])])
+        column = lambda *ws: W.VBox(list(ws), layout=W.Layout(width="320px"))
+        controls = W.HBox([column(self.step, self.group, self.prompt), column(self.reward, self.outcomes),
+                           W.VBox([self.colour, self.count])], layout=W.Layout(flex_flow="row wrap"))
         super().__init__([controls, W.HBox([self.listing, W.Box([self.detail], layout=W.Layout(width="65%"))])])
         # CSS classes let a browser test (and a user's stylesheet) find the parts.
         self.add_class("lmtrain-viewer"); self.count.add_class("lmtrain-viewer-count"); self.detail.add_class("lmtrain-viewer-detail")
