@@ -213,7 +213,7 @@ def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, 
     for b, a in list(zip(eval_before, eval_after))[:n_examples]:
         pairs += (f"<tr><td class=p>{_esc(question_of(b.prompt))}</td><td class='r{int(b.reward)}'>{_esc(b.completion)}</td>"
                   f"<td class='r{int(a.reward)}'>{_esc(a.completion)}</td></tr>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>lmtrain run report</title><style>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>lmtrain run report</title><link rel="icon" href="data:,"><style>
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;font-size:13px}} .p{{color:#666;max-width:300px}}
 .r1{{background:#e6f7e6}} .r0{{background:#fbeaea}} td{{white-space:pre-wrap}}</style></head><body>
