@@ -15,7 +15,7 @@ from .local import SMOLLM2_NAME, load_causal_lm
 # %% auto #0
 __all__ = ['Samples', 'scale_logits', 'top_p_filter', 'sample_tokens', 'positions_from_mask', 'left_pad',
            'mask_through_first_eos', 'expand_cache', 'Policy', 'format_prompts', 'encode_prompts', 'select_cache_rows',
-           'sample', 'complete', 'token_logprobs']
+           'sample', 'complete', 'completion_logits', 'shared_prompt_logits', 'token_logprobs']
 
 # %% ../nbs/11_policy.ipynb #fcd981ad
 @dataclass
@@ -272,15 +272,33 @@ def complete(self: Policy, prompts, max_new_tokens: int = 64, temperature: float
 Policy.sample, Policy.complete = sample, complete
 
 # %% ../nbs/11_policy.ipynb #fe6a976c
-def token_logprobs(self: Policy, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                   completion_mask: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    "Log-probs `[B, T]` of the completion tokens under softmax(logits / temperature), and entropies `[B, T]`, with grad."
+def completion_logits(self: Policy, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+    "Logits `[B, T, V]` predicting each completion token: one pass over `[prompt | completion]`."
     ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention = torch.cat([prompt_mask, completion_mask], dim=1)
-    steps = completion_ids.shape[1]
     out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions_from_mask(attention),
-                     use_cache=False, logits_to_keep=steps + 1)
-    logp_all = scale_logits(out.logits[:, :-1], temperature).log_softmax(-1)  # [B, T, V]
+                     use_cache=False, logits_to_keep=completion_ids.shape[1] + 1)
+    return out.logits[:, :-1]
+
+def shared_prompt_logits(self: Policy, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+    "The same logits, with each distinct prompt run once and its cache (with grad) shared by its rows."
+    P = prompt_ids.shape[1]
+    unique, rows = torch.unique(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], 1), dim=0, return_inverse=True)
+    u_ids, u_mask = unique[:, :P], unique[:, P:]
+    first = self.model(input_ids=u_ids, attention_mask=u_mask, position_ids=positions_from_mask(u_mask),
+                       use_cache=True, logits_to_keep=1)
+    cache = select_cache_rows(first.past_key_values, rows)
+    attention = torch.cat([prompt_mask, completion_mask], dim=1)
+    rest = self.model(input_ids=completion_ids, attention_mask=attention, position_ids=positions_from_mask(attention)[:, P:],
+                      past_key_values=cache, use_cache=False, logits_to_keep=completion_ids.shape[1])
+    return torch.cat([first.logits[rows], rest.logits[:, :-1]], dim=1)
+
+def token_logprobs(self: Policy, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                   completion_mask: torch.Tensor, temperature: float = 1.0, share_prompts: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    "Log-probs `[B, T]` of the completion tokens under softmax(logits / temperature), and entropies `[B, T]`, with grad."
+    repeated = share_prompts and len(torch.unique(prompt_ids, dim=0)) < len(prompt_ids)
+    logits = (shared_prompt_logits if repeated else completion_logits)(self, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    logp_all = scale_logits(logits, temperature).log_softmax(-1)  # [B, T, V]
     logprobs = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     real = completion_mask.bool()

@@ -767,7 +767,9 @@ def to_trl(reward, output_model=None, answer_column: str = "answer", name: str |
     reward = as_reward(reward)
 
     def reward_fn(prompts=None, completions=None, **columns) -> list[float]:
-        y_pred = list(completions or [])
+        # Conversational completions (lists of chat messages) become their assistant text, so a reward written
+        # for text (a regex, `#### N`) scores what the model said, not the repr of a list.
+        y_pred = [as_text(c) if isinstance(c, list) else c for c in (completions or [])]
         gold = columns.get(answer_column)
         y_true = list(gold) if gold is not None else [None] * len(y_pred)
         if output_model is not None:
