@@ -327,13 +327,19 @@ class Trainer:
         with torch.no_grad():
             for n, v in state.items(): params[n].copy_(v)
 
+    def checkpoint_state(self) -> dict:
+        "Everything a checkpoint holds: weights, optimizer, scheduler, algorithm, RNG, step, history."
+        return {"step": self.step, "model": self.get_state(), "optimizer": self.optimizer_state(),
+                "scheduler": self.scheduler.state_dict(), "algorithm": self.algorithm.state_dict(),
+                "rng": rng_state(), "history": self.history.to_json(), "config": json.dumps(asdict(self.config)),
+                "nonfinite_steps": list(self.nonfinite_steps)}
+
+    def optimizer_state(self) -> dict: return self.optimizer.state_dict()
+    def load_optimizer_state(self, state: dict): self.optimizer.load_state_dict(state)
+
     def save(self, path) -> Path:
-        "Write a full checkpoint folder (weights, optimizer, scheduler, algorithm, RNG, step, history) atomically."
-        state = {"step": self.step, "model": self.get_state(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "algorithm": self.algorithm.state_dict(),
-                 "rng": rng_state(), "history": self.history.to_json(), "config": json.dumps(asdict(self.config)),
-                 "nonfinite_steps": list(self.nonfinite_steps)}
-        return write_checkpoint(path, state)
+        "Write a full checkpoint folder atomically."
+        return write_checkpoint(path, self.checkpoint_state())
 
     def load(self, path):
         "Restore a checkpoint written by `save`; training continues exactly where it stopped."
@@ -343,7 +349,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path} is from a {saved.get('algo')} run with lora={saved.get('lora')}; "
                                   f"this trainer runs {self.config.algo} with lora={self.config.lora}")
         self.set_state(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.algorithm.load_state_dict(state["algorithm"])
         set_rng_state(state["rng"])

@@ -1,14 +1,16 @@
 """`lmtrain train` on several processes: the same options, plus where the rollouts come from, under `accelerate launch`.
 
-Each process holds a copy of the model and takes prompts_per_step / N of every step's prompts (whole groups); DDP
-averages the gradients, so the update is the one a single process would take on the whole batch
-(see nbs/19_scaling.ipynb). Rank 0 writes every file.
+Each process holds a copy of the model (or, under FSDP2, a shard of it) and takes prompts_per_step / N of every
+step's prompts (whole groups); DDP averages the gradients (FSDP2 reduce-scatters them), so the update is the one
+a single process would take on the whole batch (see nbs/19_scaling.ipynb). Rank 0 writes every file.
 
     # 8 GPUs on one node (DDP over NCCL); prompts_per_step must be a multiple of 8
     accelerate launch --num_processes 8 scripts/train_distributed.py --prompts-per-step 32 --steps 200 --out runs/ddp8
     # 2 CPU processes (DDP over gloo): accelerate's --multi_gpu starts them through torchrun even with no GPU
     # (its --cpu flag starts one process unless given an MPI hostfile); `torchrun --nproc_per_node 2` is the same
     accelerate launch --multi_gpu --num_processes 2 scripts/train_distributed.py --model tiny --steps 2 --out runs/cpu2
+    # weights, gradients and AdamW state sharded (FSDP2), on GPUs or, as CI tests it, on CPU processes
+    accelerate launch --use_fsdp --fsdp_version 2 --num_processes 2 scripts/train_distributed.py --model tiny --steps 2 --out runs/fsdp2
     # rollouts from a vLLM server on other GPUs, weights pushed to it over NCCL after each update
     CUDA_VISIBLE_DEVICES=0 VLLM_SERVER_DEV_MODE=1 vllm serve HuggingFaceTB/SmolLM2-135M-Instruct \\
         --weight-transfer-config '{"backend": "nccl"}' --logprobs-mode processed_logprobs &

@@ -1,16 +1,17 @@
 """Worker of tests/test_distributed.py: trains a tiny random model with `DistributedTrainer` under however many
-processes it was launched with (`python` for 1, `accelerate launch --cpu --num_processes 2` for 2) and saves what
+processes it was launched with (`python` for 1, `accelerate launch` for 2: DDP, or FSDP2) and saves what
 the test compares: gradients and parameters after every update, the logs, the rollouts and checkpoints.
 
     python tests/distributed_worker.py OUT --tag w1
-    accelerate launch --cpu --num_processes 2 tests/distributed_worker.py OUT --tag w2 --resume OUT/ck_w1
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed_worker.py OUT --tag w2 --resume OUT/ck_w1
+    accelerate launch --use_fsdp --fsdp_version 2 --num_processes 2 tests/distributed_worker.py OUT --tag f2 --resume OUT/ck_w1
 """
 import argparse, json
 from pathlib import Path
 
 import torch
 
-from lmtrain.distributed import DistributedTrainer, make_accelerator
+from lmtrain.distributed import DistributedTrainer, make_accelerator, whole
 from lmtrain.local import tiny_model
 from lmtrain.policy import Policy
 from lmtrain.rewards import Reward, as_text
@@ -64,14 +65,14 @@ def trainer(accelerator, name, out, tag):
 
 
 def flat_params(t) -> torch.Tensor:
-    return torch.cat([p.detach().flatten().cpu() for p in t.policy.model.parameters()])
+    return torch.cat([whole(p.detach()).flatten().cpu() for p in t.policy.model.parameters()])
 
 
 def record(t, updates: int, save_at: int | None = None, ckpt=None) -> list[dict]:
     "Run to `updates` steps one step at a time; after each: gradients the optimizer stepped with, parameters, logs."
     grads = []
     t.optimizer.optimizer.register_step_pre_hook(
-        lambda opt, args, kwargs: grads.append(torch.cat([p.grad.flatten().cpu() for p in t.policy.model.parameters()])))
+        lambda opt, args, kwargs: grads.append(torch.cat([whole(p.grad).flatten().cpu() for p in t.policy.model.parameters()])))
     steps = []
     while t.step < updates:
         t.fit(steps=t.step + 1, progress=False)
@@ -90,7 +91,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     acc = make_accelerator(cpu=True)
-    results = {"world_size": acc.num_processes}
+    results = {"world_size": acc.num_processes, "distributed_type": acc.distributed_type.value}
     if not args.only_resume:
         for name, (_, updates) in CONFIGS.items():
             t = trainer(acc, name, args.out, args.tag)
@@ -103,6 +104,7 @@ def main(argv=None):
         t = trainer(acc, "grpo", args.out, args.tag + "_resumed")
         t.load(args.resume)
         results["resumed"] = record(t, 4)
+    results["distributed_type_after"] = acc.distributed_type.value   # accelerate can reset it when preparing
     if acc.is_main_process: torch.save(results, args.out / f"{args.tag}.pt")
     acc.wait_for_everyone()
 

@@ -1,15 +1,19 @@
-"""Data-parallel training on 2 CPU processes (gloo) gives the update of 1 process, and checkpoints cross world sizes.
+"""Data-parallel training on 2 CPU processes (gloo) gives the update of 1 process, and checkpoints cross world sizes,
+both with DDP and with FSDP2 (weights, gradients and optimizer state sharded across the 2 processes).
 
-Three runs of tests/distributed_worker.py on a tiny random model (about 25 s on 2 cores): 1 process (in this one),
-2 processes (`accelerate launch --multi_gpu --num_processes 2`: on a machine without GPUs it starts 2 CPU processes
-through torchrun, where accelerate's `--cpu` flag would start only one), then 1 process again, resuming the checkpoint
-the 2 processes wrote. Then scripts/train_distributed.py on 2 processes (about 15 s).
+Five runs of tests/distributed_worker.py on a tiny random model (about 45 s on 2 cores): 1 process (in this one);
+2 processes with DDP (`accelerate launch --multi_gpu --num_processes 2`: on a machine without GPUs it starts 2 CPU
+processes through torchrun, where accelerate's `--cpu` flag would start only one); 2 processes with FSDP2
+(`accelerate launch --use_fsdp --fsdp_version 2`, which `make_accelerator` honours on CPU); and after each 2-process
+run, 1 process again, resuming the checkpoint the 2 processes wrote. Then scripts/train_distributed.py on 2 processes
+(about 15 s).
 
 Tolerances. The 2 processes compute the same sums as the 1 process in another order (each rank sums its own
 completions, padded to its own width, then the all-reduce adds the two halves), so float32 results differ in the last
 bits: gradients (entries up to 0.66) agree to within 1e-7 here, and we allow 1e-6. Parameters go through AdamW, whose
 first steps divide each gradient entry by its own magnitude plus eps=1e-8: an entry whose gradient is ~1e-8 turns a
-1e-8 difference into a visible one. Measured: up to 2.1e-6 after updates of lr 1e-3; we allow 2e-5, 2% of one update.
+1e-8 difference into a visible one. Measured: up to 2.1e-6 (DDP) and 6.3e-6 (FSDP2) after updates of lr 1e-3; we
+allow 2e-5, 2% of one update. FSDP2's gradients are reduce-scattered, another summation order: up to 2.4e-7.
 A real mistake is far larger: without the per-rank weights (the rank whose completions are fewer, or shorter, counted
 as much as the other) the gradients differ by 0.02 to 0.14 on these runs.
 """
@@ -35,9 +39,10 @@ def _run(cmd):
     assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
 
 
-def _accelerate_launch(n: int) -> list[str]:
+def _accelerate_launch(n: int, fsdp: bool = False) -> list[str]:
     exe = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
-    return [exe, "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
+    engine = ["--use_fsdp", "--fsdp_version", "2"] if fsdp else ["--multi_gpu"]
+    return [exe, "launch", *engine, "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
 
 
@@ -50,13 +55,18 @@ def _worker():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    "tag -> results: w1 (1 process), w2 (2, DDP), f2 (2, FSDP2), w1_from_w2 and w1_from_f2 (1 process resuming theirs)."
     out = tmp_path_factory.mktemp("dist")
-    worker = _worker()                       # the 1-process runs go in this process: two interpreter starts saved
+    worker = _worker()                       # the 1-process runs go in this process: interpreter starts saved
     worker.main([str(out), "--tag", "w1"])
-    _run(_accelerate_launch(2) + [str(WORKER), str(out), "--tag", "w2", "--resume", str(out / "ck_w1")])
-    worker.main([str(out), "--tag", "w1r", "--resume", str(out / "ck_w2"), "--only-resume"])
-    load = lambda tag: torch.load(out / f"{tag}.pt", weights_only=False)
-    return out, load("w1"), load("w2"), load("w1r")
+    for tag, fsdp in (("w2", False), ("f2", True)):
+        _run(_accelerate_launch(2, fsdp) + [str(WORKER), str(out), "--tag", tag, "--resume", str(out / "ck_w1")])
+        worker.main([str(out), "--tag", f"w1_from_{tag}", "--resume", str(out / f"ck_{tag}"), "--only-resume"])
+    return out, {tag: torch.load(out / f"{tag}.pt", weights_only=False)
+                 for tag in ("w1", "w2", "f2", "w1_from_w2", "w1_from_f2")}
+
+
+ENGINES = {"ddp": "w2", "fsdp": "f2"}
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> float:
@@ -65,10 +75,13 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> float:
     return diff
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", ["grpo", "reinforce_token"])
-def test_two_processes_take_the_one_process_update(runs, name):
-    _, one, two, _ = runs
+def test_two_processes_take_the_one_process_update(runs, name, engine):
+    _, results = runs
+    one, two = results["w1"], results[ENGINES[engine]]
     assert one["world_size"] == 1 and two["world_size"] == 2
+    assert two["distributed_type"] == two["distributed_type_after"] == {"ddp": "MULTI_CPU", "fsdp": "FSDP"}[engine]
     assert len(one[name]) == len(two[name]) > 0
     for a, b in zip(one[name], two[name]):
         assert a["step"] == b["step"] and len(a["grads"]) == len(b["grads"]) == 1
@@ -88,52 +101,64 @@ def _kept_groups_per_rank(path: Path) -> dict:
     return {s: (kept(s, 0) + kept(s, 1), kept(s, 2) + kept(s, 3)) for s in sorted({s for s, _ in rewards})}
 
 
-def test_the_hard_cases_were_exercised(runs):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_hard_cases_were_exercised(runs, engine):
     "A step where one rank keeps no group (it runs an empty backward) and one where the ranks keep unequal numbers."
-    out, one, two, _ = runs
-    kept = _kept_groups_per_rank(out / "rollouts_w2_grpo.jsonl")
+    out, results = runs
+    one, two = results["w1"], results[ENGINES[engine]]
+    kept = _kept_groups_per_rank(out / f"rollouts_{ENGINES[engine]}_grpo.jsonl")
     assert any(0 in k and sum(k) > 0 for k in kept.values()), kept
     assert any(0 not in k and k[0] != k[1] for k in kept.values()), kept
     assert two["grpo"][0]["logs"]["idle_batches"] == 1 and one["grpo"][0]["logs"]["idle_batches"] == 0
 
 
-def test_rank_zero_writes_the_rollouts_of_every_rank_in_order(runs):
-    out, _, _, _ = runs
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rank_zero_writes_the_rollouts_of_every_rank_in_order(runs, engine):
+    out, _ = runs
     fields = lambda tag: [(r["step"], r["group"], r["sample"], r["completion"], r["reward"])
                           for r in map(json.loads, (out / f"rollouts_{tag}_grpo.jsonl").read_text().splitlines())]
-    assert fields("w1") == fields("w2") and len(fields("w1")) == 4 * 4 * 4
+    assert fields("w1") == fields(ENGINES[engine]) and len(fields("w1")) == 4 * 4 * 4
 
 
-def test_unequal_minibatch_counts_do_not_deadlock(runs):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unequal_minibatch_counts_do_not_deadlock(runs, engine):
     "mini_batch_size=3, 2 passes: a rank with no kept group pads with empty mini-batches; both take every optimizer step."
-    _, one, two, _ = runs
-    a, b = one["grpo_minibatch"][0], two["grpo_minibatch"][0]
+    _, results = runs
+    a, b = results["w1"]["grpo_minibatch"][0], results[ENGINES[engine]]["grpo_minibatch"][0]
     assert len(a["grads"]) == len(b["grads"]) == 6
     assert b["logs"]["idle_batches"] == 3 and b["logs"]["n_updates"] == 6
+    for ga, gb in zip(a["grads"], b["grads"]): _close(ga, gb, GRAD_ATOL)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("direction", ["saved by 1, resumed by 2", "saved by 2, resumed by 1"])
-def test_checkpoints_resume_across_world_sizes(runs, direction):
-    _, one, two, one_again = runs
-    resumed = two["resumed"] if direction.endswith("by 2") else one_again["resumed"]
-    straight = {s["step"]: s["params"] for s in one["grpo"]}
+def test_checkpoints_resume_across_world_sizes(runs, direction, engine):
+    _, results = runs
+    tag = ENGINES[engine]
+    resumed = results[tag]["resumed"] if direction.endswith("by 2") else results[f"w1_from_{tag}"]["resumed"]
+    straight = {s["step"]: s["params"] for s in results["w1"]["grpo"]}
     assert [s["step"] for s in resumed] == [3, 4]
     for s in resumed: _close(s["params"], straight[s["step"]], PARAM_ATOL)
 
 
-def test_the_entry_script_runs_under_accelerate_launch(tmp_path):
-    "scripts/train_distributed.py, `lmtrain train`'s options on 2 processes: rank 0 writes one summary and every rollout."
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_entry_script_runs_under_accelerate_launch(tmp_path, engine):
+    "scripts/train_distributed.py, `lmtrain train`'s options on 2 processes: rank 0 writes one summary, every rollout, a loadable model."
+    from transformers import AutoModelForCausalLM
     script = Path(__file__).parents[1] / "scripts" / "train_distributed.py"
     out = tmp_path / "run"
-    _run(_accelerate_launch(2) + [str(script), "--model", "tiny", "--steps", "2", "--eval-every", "1", "--prompts-per-step", "2",
-                                  "--group-size", "2", "--max-new-tokens", "4", "--train-size", "6", "--eval-size", "4",
-                                  "--device", "cpu", "--out", str(out)])
+    _run(_accelerate_launch(2, fsdp=engine == "fsdp") + [
+        str(script), "--model", "tiny", "--steps", "2", "--eval-every", "1", "--prompts-per-step", "2", "--group-size", "2",
+        "--max-new-tokens", "4", "--train-size", "6", "--eval-size", "4", "--device", "cpu", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["processes"] == 2 and summary["distributed_type"] == "MULTI_CPU" and summary["steps"] == 2
+    assert summary["processes"] == 2 and summary["steps"] == 2
+    assert summary["distributed_type"] == {"ddp": "MULTI_CPU", "fsdp": "FSDP"}[engine]
     assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2 * 2 * 2
-    assert (out / "model" / "config.json").exists() and (out / "checkpoints" / "last" / "meta.json").exists()
+    assert (out / "checkpoints" / "last" / "meta.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(out / "model")     # whole weights, a plain transformers class
+    assert type(model).__name__ == "LlamaForCausalLM" and json.loads((out / "model" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
 def test_prompts_must_divide_among_ranks(runs):
-    _, _, two, _ = runs
-    assert "prompts_per_step=3 does not divide among 2 processes" in two["indivisible_error"]
+    _, results = runs
+    assert "prompts_per_step=3 does not divide among 2 processes" in results["w2"]["indivisible_error"]
