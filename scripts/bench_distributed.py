@@ -1,6 +1,7 @@
 """Benchmarks for the scaling lesson (nbs/19_scaling.ipynb), each comparing peers in the same run.
 
     python scripts/bench_distributed.py steps --model tiny       # seconds per step: 1 process (1 and 2 threads) vs 2 processes
+    python scripts/bench_distributed.py steps --model tiny --layouts 1x1,2x1,2x1fsdp   # DDP against FSDP2
     python scripts/bench_distributed.py steps --model local/smollm2-135m-instruct --steps 3
     python scripts/bench_distributed.py http                     # ServerSampler over loopback HTTP vs the same generation in process
 
@@ -21,7 +22,7 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-def run_layout(name, processes, threads, args, out: Path) -> dict:
+def run_layout(name, processes, threads, args, out: Path, engine: str = "ddp") -> dict:
     flags = ["--model", args.model, "--steps", str(args.steps + 1), "--prompts-per-step", str(args.prompts),
              "--group-size", str(args.group), "--max-new-tokens", str(args.tokens), "--temperature", "1.0",
              "--eval-every", "1000", "--eval-size", "2", "--train-size", "64", "--threads", str(threads),
@@ -29,7 +30,8 @@ def run_layout(name, processes, threads, args, out: Path) -> dict:
     if processes == 1: cmd = [sys.executable, str(SCRIPT), *flags]
     else:
         exe = str(Path(sys.executable).with_name("accelerate"))
-        cmd = [exe, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+        launcher = ["--use_fsdp", "--fsdp_version", "2"] if engine == "fsdp" else ["--multi_gpu"]
+        cmd = [exe, "launch", *launcher, "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(SCRIPT), *flags]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
@@ -38,15 +40,18 @@ def run_layout(name, processes, threads, args, out: Path) -> dict:
     logs = json.loads((out / name / "history.json").read_text())["batch_logs"][1:]   # step 1 is the warm-up
     gen = statistics.median(b["time_generate"] for b in logs)
     train = statistics.median(b["time_train"] for b in logs)
-    return {"layout": name, "processes": processes, "threads_each": threads, "generate_s": round(gen, 3),
+    return {"layout": name, "processes": processes, "engine": engine, "threads_each": threads, "generate_s": round(gen, 3),
             "train_s": round(train, 3), "step_s": round(gen + train, 3), "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def bench_steps(args):
     out = Path(tempfile.mkdtemp())
     layouts = {"1x1": ("1 process, 1 thread", 1, 1), "1x2": ("1 process, 2 threads", 1, 2),
-               "2x1": ("2 processes, 1 thread each", 2, 1)}
-    rows = [run_layout(*layouts[k], args, out) for k in args.layouts.split(",")]
+               "2x1": ("2 processes, 1 thread each", 2, 1), "2x1fsdp": ("2 processes, FSDP2, 1 thread each", 2, 1, "fsdp")}
+    rows = []
+    for key in args.layouts.split(","):
+        name, processes, threads, *engine = layouts[key]
+        rows.append(run_layout(name, processes, threads, args, out, *engine))
     load = os.getloadavg()[0]
     print(f"model {args.model}; GRPO, {args.prompts} prompts x {args.group} samples, up to {args.tokens} new tokens; "
           f"median of {args.steps} steps after a warm-up; {os.cpu_count()} cores, load average {load:.1f}")
