@@ -288,7 +288,7 @@ class Trainer:
         steps, per_epoch = steps or self.config.steps, max(self.config.eval_every, 1)
         bar = [ProgressBar(metrics=PROGRESS_METRICS)] if progress else []
         cbs = CallbackList([self.history, *(callbacks or []), *bar], model=self,
-                           epochs=math.ceil(steps / per_epoch), steps=per_epoch, batch_size=self.config.prompts_per_step)
+                           epochs=math.ceil(steps / per_epoch), steps=min(per_epoch, steps), batch_size=self.config.prompts_per_step)
         cbs.on_train_begin()
         for epoch in range(self.step // per_epoch, math.ceil(steps / per_epoch)):
             if self.step >= steps: break          # resumed at or past the target: nothing left to do
