@@ -14,7 +14,7 @@ import torch
 from .local import quiet_progress
 from .policy import Policy, Samples
 from .reinforce import fold_seed
-from .grpo import GRPO, mini_batches, swapped_model, is_peft_model
+from .grpo import GRPO, Reference, mini_batches, swapped_model, is_peft_model
 from .trainer import Trainer, TrainConfig, make_algorithm, evaluate_policy, write_checkpoint
 
 # %% auto #0
@@ -487,9 +487,6 @@ def check_data_parallel(config: TrainConfig, world_size: int, distributed_type=N
         if config.lora:
             raise NotImplementedError("LoRA under FSDP is not supported yet: LoRA's trainable weights are small enough for "
                                       "DDP (the default `accelerate launch`)")
-        if config.beta != 0.0:
-            raise NotImplementedError(f"beta={config.beta} needs a reference model, which is not sharded under FSDP yet; "
-                                      f"use beta=0 or DDP")
     if world_size > 1:
         if config.prompts_per_step % world_size:
             raise ValueError(f"prompts_per_step={config.prompts_per_step} does not divide among {world_size} processes: each "
@@ -532,14 +529,25 @@ class DistributedTrainer(Trainer):
         if kwargs.get("algorithm") is None:
             kwargs["algorithm"] = data_parallel_algorithm(config, reward, kwargs.get("output_model"), self.accelerator)
         super().__init__(policy, reward, train_data, config, **kwargs)
+        reference = self.frozen_reference(policy) if str(self.accelerator.distributed_type.value) == "FSDP" else None
         with warnings.catch_warnings():     # torch 2.13 renames DDP's broadcast_buffers; accelerate still passes the old name
             warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")
             prepared, self.optimizer = self.accelerator.prepare(policy.model, self.optimizer)
+        if reference is not None:           # sharded like the policy: its forwards run on every rank, once per mini-batch
+            from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+            reference.model = fsdp2_prepare_model(self.accelerator, reference.model)
+            self.algorithm.reference = reference
         self.sampler = sampler if sampler is not None else PolicySampler(policy, seed_per_group=True)
         unit = "tokens" if config.loss_aggregation == "token" else "rows"
         self.policy = RankPolicy(policy, self.sampler, prepared, self.accelerator, unit)
         self.sharded = bool(self.policy.sharded)
         self._step_rewards = None
+
+    def frozen_reference(self, policy):
+        "GRPO's KL reference, a frozen copy of the whole weights taken before sharding; None when beta is 0."
+        algo = self.algorithm
+        if not isinstance(algo, GRPO) or algo.config.beta == 0.0 or algo.reference is not None: return None
+        return Reference(policy.model, "copy")
 
     # -- who am I ------------------------------------------------------------------
     @property

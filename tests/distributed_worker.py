@@ -43,6 +43,8 @@ CONFIGS = {   # name -> (TrainConfig options, updates to record)
                              max_grad_norm=1e6), 2),
     "grpo_minibatch": (dict(algo="grpo", prompts_per_step=P, group_size=4, max_new_tokens=8, mini_batch_size=3,
                             num_iterations=2), 1),
+    # a KL penalty against the frozen start (under FSDP the reference is sharded too): KL > 0 from the second update
+    "grpo_kl": (dict(algo="grpo", prompts_per_step=P, group_size=4, max_new_tokens=8, beta=0.5), 3),
 }
 
 
