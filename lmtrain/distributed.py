@@ -20,9 +20,9 @@ from .trainer import Trainer, TrainConfig, make_algorithm, evaluate_policy, writ
 # %% auto #0
 __all__ = ['RETRY_STATUS', 'SUM_KEYS', 'MAX_KEYS', 'SHARE_KEYS', 'Sampler', 'concat_samples', 'PolicySampler', 'ServerError',
            'ServerSampler', 'merged_weights', 'save_weights', 'SaveAndPost', 'VLLMWeightSync', 'ScaleGrad',
-           'sharded_modules', 'hold_whole_weights', 'release_whole_weights', 'whole', 'shard_like', 'RankPolicy',
-           'empty_chunk', 'DataParallelGRPO', 'data_parallel_algorithm', 'reduce_logs', 'check_data_parallel',
-           'make_accelerator', 'DistributedTrainer']
+           'sharded_modules', 'hold_whole_weights', 'release_whole_weights', 'plain_copy', 'whole', 'shard_like',
+           'RankPolicy', 'empty_chunk', 'DataParallelGRPO', 'data_parallel_algorithm', 'reduce_logs',
+           'check_data_parallel', 'make_accelerator', 'DistributedTrainer']
 
 # %% ../nbs/19_scaling.ipynb #0c15a4d5
 @runtime_checkable
@@ -345,6 +345,21 @@ def release_whole_weights(modules, before: list[bool]):
         m.reshard()
         m.set_reshard_after_forward(flag, recurse=False)
 
+def plain_copy(model, weights: dict):
+    "A plain transformers model (not FSDP's class) holding `weights`, the whole state dict of `model`; LoRA merged."
+    from transformers import AutoModelForCausalLM
+    dtype = next(iter(weights.values())).dtype
+    if not is_peft_model(model):
+        copy_ = AutoModelForCausalLM.from_config(model.config, dtype=dtype)
+        copy_.load_state_dict(weights)
+        return copy_
+    from peft import get_peft_model
+    name = model.active_adapter
+    base = AutoModelForCausalLM.from_config(model.get_base_model().config, dtype=dtype)
+    copy_ = get_peft_model(base, model.peft_config[name], adapter_name=name)
+    copy_.load_state_dict(weights)
+    return copy_.merge_and_unload()
+
 def whole(t: torch.Tensor) -> torch.Tensor:
     "The full tensor of an FSDP shard (a collective: every rank calls it, in the same order); other tensors as they are."
     from torch.distributed.tensor import DTensor
@@ -484,9 +499,6 @@ def check_data_parallel(config: TrainConfig, world_size: int, distributed_type=N
         if fsdp_version != 2:
             raise NotImplementedError(f"accelerate is configured for FSDP version {fsdp_version}: lmtrain gathers the weights "
                                       f"for sampling with FSDP2's unshard(); use `--fsdp_version 2` (fsdp_version: 2 in the config)")
-        if config.lora:
-            raise NotImplementedError("LoRA under FSDP is not supported yet: LoRA's trainable weights are small enough for "
-                                      "DDP (the default `accelerate launch`)")
     if world_size > 1:
         if config.prompts_per_step % world_size:
             raise ValueError(f"prompts_per_step={config.prompts_per_step} does not divide among {world_size} processes: each "
@@ -663,10 +675,7 @@ class DistributedTrainer(Trainer):
         else:
             weights = {n: whole(t) for n, t in self.policy.model.state_dict().items()}
             if self.is_main:
-                from transformers import AutoModelForCausalLM
-                config = self.policy.model.config   # a plain (not FSDP) class to save, in the trained dtype
-                model = AutoModelForCausalLM.from_config(config, torch_dtype=next(iter(weights.values())).dtype)
-                model.load_state_dict(weights)
+                model = plain_copy(self.policy.model, weights)
                 Path(path).mkdir(parents=True, exist_ok=True)
                 model.save_pretrained(path); self.policy.tokenizer.save_pretrained(path)
         self.accelerator.wait_for_everyone()

@@ -77,7 +77,7 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> float:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("name", ["grpo", "reinforce_token", "grpo_kl"])
+@pytest.mark.parametrize("name", ["grpo", "reinforce_token", "grpo_kl", "grpo_lora_kl"])
 def test_two_processes_take_the_one_process_update(runs, name, engine):
     _, results = runs
     one, two = results["w1"], results[ENGINES[engine]]
@@ -91,8 +91,8 @@ def test_two_processes_take_the_one_process_update(runs, name, engine):
         for key in ("reward_mean", "reward_std", "loss", "grad_norm", "entropy"):
             assert a["logs"][key] == pytest.approx(b["logs"][key], abs=1e-5), key
         if name == "grpo": assert a["logs"]["groups_trained"] == b["logs"]["groups_trained"]
-        if name == "grpo_kl": assert a["logs"]["kl"] == pytest.approx(b["logs"]["kl"], abs=1e-6)
-    if name == "grpo_kl": assert one[name][-1]["logs"]["kl"] > 0      # the reference really differs from the policy
+        if "kl" in name: assert a["logs"]["kl"] == pytest.approx(b["logs"]["kl"], abs=1e-6)
+    if "kl" in name: assert one[name][-1]["logs"]["kl"] > 0      # the reference really differs from the policy
 
 
 def _kept_groups_per_rank(path: Path) -> dict:
@@ -144,22 +144,24 @@ def test_checkpoints_resume_across_world_sizes(runs, direction, engine):
     for s in resumed: _close(s["params"], straight[s["step"]], PARAM_ATOL)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_the_entry_script_runs_under_accelerate_launch(tmp_path, engine):
+@pytest.mark.parametrize("engine,extra", [("ddp", []), ("fsdp", []), ("fsdp", ["--lora", "--beta", "0.1"])])
+def test_the_entry_script_runs_under_accelerate_launch(tmp_path, engine, extra):
     "scripts/train_distributed.py, `lmtrain train`'s options on 2 processes: rank 0 writes one summary, every rollout, a loadable model."
     from transformers import AutoModelForCausalLM
     script = Path(__file__).parents[1] / "scripts" / "train_distributed.py"
     out = tmp_path / "run"
     _run(_accelerate_launch(2, fsdp=engine == "fsdp") + [
         str(script), "--model", "tiny", "--steps", "2", "--eval-every", "1", "--prompts-per-step", "2", "--group-size", "2",
-        "--max-new-tokens", "4", "--train-size", "6", "--eval-size", "4", "--device", "cpu", "--out", str(out)])
+        "--max-new-tokens", "4", "--train-size", "6", "--eval-size", "4", "--device", "cpu", "--out", str(out), *extra])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
     assert summary["distributed_type"] == {"ddp": "MULTI_CPU", "fsdp": "FSDP"}[engine]
     assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2 * 2 * 2
     assert (out / "checkpoints" / "last" / "meta.json").exists()
-    model = AutoModelForCausalLM.from_pretrained(out / "model")     # whole weights, a plain transformers class
+    # whole weights in a plain transformers class, LoRA merged: every key of the model and nothing else
+    model, info = AutoModelForCausalLM.from_pretrained(out / "model", output_loading_info=True)
     assert type(model).__name__ == "LlamaForCausalLM" and json.loads((out / "model" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
 def test_prompts_must_divide_among_ranks(runs):
