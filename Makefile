@@ -44,7 +44,8 @@ docs: install
 
 test-slow: install
 	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing
-	$(BIN)/pytest -q -p no:cacheprovider -m slow tests
+	@# pytest exits 5 when no test is marked slow: nothing to run is not a failure
+	$(BIN)/pytest -q -p no:cacheprovider -m slow tests || [ $$? -eq 5 ]
 
 # Notebooks are the source: exporting and cleaning them must leave git unchanged.
 sync: install
