@@ -552,8 +552,10 @@ class DistributedTrainer(Trainer):
         self.sampler = sampler if sampler is not None else PolicySampler(policy, seed_per_group=True)
         unit = "tokens" if config.loss_aggregation == "token" else "rows"
         self.policy = RankPolicy(policy, self.sampler, prepared, self.accelerator, unit)
-        self.sharded = bool(self.policy.sharded)
         self._step_rewards = None
+
+    @property
+    def sharded(self) -> bool: return bool(self.policy.sharded)
 
     def frozen_reference(self, policy):
         "GRPO's KL reference, a frozen copy of the whole weights taken before sharding; None when beta is 0."
@@ -633,17 +635,12 @@ class DistributedTrainer(Trainer):
     # -- sharded (FSDP) weights and optimizer state in the one-process format ----------------
     def get_state(self) -> dict:
         "The trainable weights, whole (under FSDP every rank gathers them: a collective)."
-        if not self.sharded: return super().get_state()
-        return {n: whole(p.detach()).clone() for n, p in self.policy.model.named_parameters() if p.requires_grad}
+        return {n: whole(v) for n, v in super().get_state().items()}
 
     def set_state(self, state: dict):
         "Put whole weights back; under FSDP each rank keeps its shard."
-        if not self.sharded: return super().set_state(state)
         params = dict(self.policy.model.named_parameters())
-        missing = [n for n in state if n not in params]
-        if missing: raise KeyError(f"weights {missing[:3]}... are not parameters of this model (other model or LoRA setting?)")
-        with torch.no_grad():
-            for n, v in state.items(): params[n].copy_(shard_like(v.to(params[n].device), params[n]))
+        super().set_state({n: shard_like(v.to(params[n].device), params[n]) if n in params else v for n, v in state.items()})
 
     def optimizer_state(self) -> dict:
         "The optimizer's `state_dict` with whole tensors, as one process writes it."
