@@ -10,9 +10,10 @@ __all__ = []
 import importlib
 
 # %% ../nbs/00_api.ipynb #aa0e1ded
-_SUBMODULES = ("data_models", "datasets", "rewards", "metrics", "local", "language_models", "programs",
-               "callbacks", "training", "optimizers", "judges", "utils", "policy", "rollouts", "reinforce",
-               "grpo", "trainer", "cli", "widgets", "diagnostics", "distributed")
+_SUBMODULES = ("files", "configs", "testing", "data_models", "datasets", "rewards", "metrics", "local", "decoding",
+               "backends", "language_models", "programs", "callbacks", "training", "optimizers", "judges", "utils",
+               "policy", "samplers", "rollouts", "reinforce", "grpo", "trainer", "finetuning", "cli", "widgets",
+               "diagnostics", "distributed")
 
 _NAMES = {  # public name -> submodule that defines it
     "DataModel": "data_models", "ParseFailure": "data_models", "parse_output": "data_models",
@@ -20,17 +21,19 @@ _NAMES = {  # public name -> submodule that defines it
     "NumericalAnswer": "data_models", "NumericalAnswerWithThinking": "data_models",
     "Reward": "rewards", "Breakdown": "rewards", "Metric": "metrics",
     "LanguageModel": "language_models", "Completion": "language_models", "Outcome": "language_models",
-    "RetryPolicy": "language_models", "track_usage": "language_models",
+    "RetryPolicy": "backends", "track_usage": "language_models",
     "Input": "programs", "Generator": "programs", "ChainOfThought": "programs", "Program": "programs",
     "Example": "programs", "GenerationFailure": "programs", "load_program": "programs",
     "Optimizer": "training",
     "History": "callbacks", "Callback": "callbacks", "ProgramCheckpoint": "callbacks", "EarlyStopping": "callbacks",
-    "Policy": "policy", "Samples": "policy", "Rollout": "rollouts",
-    "Reinforce": "reinforce", "GRPO": "grpo", "GRPOConfig": "grpo",
+    "Config": "configs",
+    "Policy": "policy", "Samples": "policy", "Learner": "policy", "Rollout": "rollouts",
+    "Sampler": "samplers", "PolicySampler": "samplers", "ServerSampler": "samplers", "SamplingConfig": "samplers",
+    "Reinforce": "reinforce", "ReinforceConfig": "reinforce", "LossConfig": "reinforce", "Update": "reinforce",
+    "GRPO": "grpo", "GRPOConfig": "grpo",
     "Trainer": "trainer", "TrainConfig": "trainer",
     "RolloutViewer": "widgets", "TrainingMonitor": "widgets", "ProgramInspector": "widgets",
     "diagnose": "diagnostics",
-    "Sampler": "distributed", "PolicySampler": "distributed", "ServerSampler": "distributed",
     "DistributedTrainer": "distributed", "make_accelerator": "distributed",
 }
 

@@ -62,7 +62,7 @@ def bench_http(args):
     import http.server, threading
     import torch
     from lmtrain.distributed import PolicySampler, ServerSampler
-    from lmtrain.local import tiny_model
+    from lmtrain.testing import tiny_model
     from lmtrain.policy import Policy
     torch.set_num_threads(1)
     model, tokenizer = tiny_model(seed=0)

@@ -15,7 +15,9 @@ import json
 import time
 
 from lmtrain.data_models import NumericalAnswer
-from lmtrain.language_models import DEFAULT_MODEL, FakeOpenAIServer, LanguageModel, ServerReply
+from lmtrain.language_models import LanguageModel
+from lmtrain.local import SMOLLM2_NAME
+from lmtrain.testing import FakeOpenAIServer, ServerReply
 
 
 def reasoning_prompts(n: int) -> list[str]:
@@ -69,7 +71,7 @@ async def fixed_latency(n: int, batch_size: int, latency_s: float) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="local model for the batching benchmark")
+    ap.add_argument("--model", default=SMOLLM2_NAME, help="local model for the batching benchmark")
     ap.add_argument("--calls", type=int, default=32, help="calls in the batching benchmark")
     ap.add_argument("--max-tokens", type=int, default=64, help="new tokens per call in the batching benchmark")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

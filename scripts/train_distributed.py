@@ -44,7 +44,7 @@ class DistributedRunConfig(RunConfig):
 def load_model(config, device):
     "The model and tokenizer: `tiny` is lmtrain's tiny random test model; anything else goes to `load_causal_lm`."
     if config.model == "tiny":
-        from lmtrain.local import tiny_model
+        from lmtrain.testing import tiny_model
         return tiny_model(seed=config.seed, device=device)
     from lmtrain.local import load_causal_lm
     return load_causal_lm(config.model, device=device, dtype=config.dtype)

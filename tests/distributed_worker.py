@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from lmtrain.distributed import DistributedTrainer, make_accelerator, whole
-from lmtrain.local import tiny_model
+from lmtrain.testing import tiny_model
 from lmtrain.policy import Policy
 from lmtrain.rewards import Reward, as_text
 from lmtrain.trainer import TrainConfig, apply_lora, batch_indices
@@ -46,8 +46,8 @@ CONFIGS = {   # name -> (TrainConfig options, updates to record)
     # a KL penalty against the frozen start (under FSDP the reference is sharded too): KL > 0 from the second update
     "grpo_kl": (dict(algo="grpo", prompts_per_step=P, group_size=4, max_new_tokens=8, beta=0.5), 3),
     # LoRA (frozen base, trainable adapters) with the adapter-off reference
-    "grpo_lora_kl": (dict(algo="grpo", prompts_per_step=P, group_size=4, max_new_tokens=8, beta=0.5, lora=True, lora_r=4,
-                          lora_alpha=8), 3),
+    "grpo_lora_kl": (dict(algo="grpo", prompts_per_step=P, group_size=4, max_new_tokens=8, beta=0.5, lora=True, r=4,
+                          alpha=8), 3),
 }
 
 
@@ -65,20 +65,20 @@ def trainer(accelerator, name, out, tag):
     options, _ = CONFIGS[name]
     config = TrainConfig(temperature=1.0, learning_rate=1e-3, eval_every=1, checkpoint_every=0, seed=SEED, **options)
     model, tokenizer = tiny(eos_often=name == "reinforce_token")
-    if config.lora: model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout)
+    if config.lora.enabled: model = apply_lora(model, config.lora)
     return DistributedTrainer(Policy(model, tokenizer), Toy(), data(), config, accelerator=accelerator,
                               rollouts_path=out / f"rollouts_{tag}_{name}.jsonl")
 
 
 def flat_params(t) -> torch.Tensor:
-    return torch.cat([whole(p.detach()).flatten().cpu() for p in t.policy.model.parameters()])
+    return torch.cat([whole(p.detach()).flatten().cpu() for p in t.learner.model.parameters()])
 
 
 def record(t, updates: int, save_at: int | None = None, ckpt=None) -> list[dict]:
     "Run to `updates` steps one step at a time; after each: gradients the optimizer stepped with, parameters, logs."
     grads = []
     t.optimizer.optimizer.register_step_pre_hook(
-        lambda opt, args, kwargs: grads.append(torch.cat([whole(p.grad).flatten().cpu() for p in t.policy.model.parameters()
+        lambda opt, args, kwargs: grads.append(torch.cat([whole(p.grad).flatten().cpu() for p in t.learner.model.parameters()
                                                           if p.requires_grad])))
     steps = []
     while t.step < updates:

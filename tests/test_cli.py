@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from lmtrain.local import tiny_model
+    from lmtrain.testing import tiny_model
     folder = tmp_path_factory.mktemp("tiny")
     model, tokenizer = tiny_model(seed=0)
     model.save_pretrained(folder); tokenizer.save_pretrained(folder)

@@ -12,8 +12,9 @@ import pytest
 from aiohttp import web
 
 from lmtrain.data_models import NumericalAnswer
-from lmtrain.language_models import (Completion, DiskCache, LanguageModel, Outcome, Reply, RetryPolicy, ServerReply,
-                                     FakeOpenAIServer, track_usage)
+from lmtrain.backends import Reply, RetryPolicy
+from lmtrain.language_models import Completion, DiskCache, LanguageModel, Outcome, track_usage
+from lmtrain.testing import FakeOpenAIServer, ServerReply
 
 FAST_RETRY = RetryPolicy(max_retries=3, initial_delay_s=0.01, max_delay_s=0.05)
 
@@ -274,7 +275,7 @@ def test_config_round_trip_keeps_no_secrets():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from lmtrain.local import tiny_model
+    from lmtrain.testing import tiny_model
     return tiny_model()
 
 
@@ -355,7 +356,8 @@ def connect(self, address):
     if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1"): attempts.append(("connect", address))
     return real_connect(self, address)
 socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
-from lmtrain.language_models import LanguageModel, FakeOpenAIServer, ServerReply
+from lmtrain.language_models import LanguageModel
+from lmtrain.testing import FakeOpenAIServer, ServerReply
 from lmtrain.data_models import NumericalAnswer
 async def main():
     with FakeOpenAIServer(lambda body, seen: ServerReply('{"answer": 1}')) as srv:

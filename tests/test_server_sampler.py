@@ -6,11 +6,15 @@ import http.server, json, socket, threading, warnings
 import pytest
 import torch
 
-from lmtrain.distributed import (DistributedTrainer, SaveAndPost, ServerError, ServerSampler, merged_weights)
-from lmtrain.local import tiny_model
+from lmtrain.backends import RetryPolicy
+from lmtrain.distributed import DistributedTrainer
+from lmtrain.samplers import SaveAndPost, ServerError, ServerSampler, merged_weights
+from lmtrain.testing import tiny_model
 from lmtrain.policy import Policy
 from lmtrain.rewards import Reward, as_text
 from lmtrain.trainer import TrainConfig
+
+FAST = RetryPolicy(max_retries=3, initial_delay_s=0.01)
 
 PROMPTS = ["What is 2 + 3?", "Say hi."]
 
@@ -103,7 +107,7 @@ def _local(policy, s):
 @pytest.mark.parametrize("mode", ["ids", "content"])
 def test_samples_line_up_with_the_policy(fake, policy, mode):
     fake.mode = mode
-    sampler = ServerSampler(policy, fake.url, backoff=0.01)
+    sampler = ServerSampler(policy, fake.url, retry=FAST)
     s = sampler.sample(PROMPTS, n=3, max_new_tokens=8, temperature=1.0, seed=5)
     assert len(s) == 6 and s.group.tolist() == [0, 0, 0, 1, 1, 1] and s.n == 3 and sampler.model == "tiny"
     # the prompts went out as the policy's own tokens (chat template applied once, no extra BOS)
@@ -136,14 +140,14 @@ def test_text_only_server_is_retokenised(fake, policy):
 
 def test_a_500_is_retried_then_succeeds(fake, policy):
     fake.fail_first = 1
-    sampler = ServerSampler(policy, fake.url, backoff=0.01)
+    sampler = ServerSampler(policy, fake.url, retry=FAST)
     s = sampler.sample(PROMPTS[:1], n=2, max_new_tokens=4, temperature=1.0, seed=0)
     assert len(s) == 2 and sampler.stats["retries"] == 1 and len(fake.posts()) == 2
 
 
 def test_persistent_500_gives_up_with_the_last_error(fake, policy):
     fake.fail_first = 10
-    sampler = ServerSampler(policy, fake.url, retries=2, backoff=0.01)
+    sampler = ServerSampler(policy, fake.url, retry=RetryPolicy(max_retries=2, initial_delay_s=0.01))
     with pytest.raises(ServerError, match=r"after 3 attempts.*HTTP 500.*out of memory"):
         sampler.sample(PROMPTS[:1], n=2, max_new_tokens=4)
 
@@ -152,7 +156,7 @@ def test_persistent_500_gives_up_with_the_last_error(fake, policy):
                                            ("bad_json", r"not JSON.*proxy error")])
 def test_malformed_reply_is_a_clear_error(fake, policy, mode, message):
     fake.mode = mode
-    sampler = ServerSampler(policy, fake.url, backoff=0.01)
+    sampler = ServerSampler(policy, fake.url, retry=FAST)
     with pytest.raises(ServerError, match=message) as err:
         sampler.sample(PROMPTS[:1], n=2, max_new_tokens=4)
     assert fake.url in str(err.value) and sampler.stats["retries"] == 0
@@ -160,7 +164,7 @@ def test_malformed_reply_is_a_clear_error(fake, policy, mode, message):
 
 def test_a_refusal_is_not_retried(fake, policy):
     fake.mode = "400"
-    sampler = ServerSampler(policy, fake.url, backoff=0.01)
+    sampler = ServerSampler(policy, fake.url, retry=FAST)
     with pytest.raises(ServerError, match=r"refused the request \(HTTP 400: .*max_tokens"):
         sampler.sample(PROMPTS[:1], n=2, max_new_tokens=4)
     assert sampler.stats["retries"] == 0
@@ -170,7 +174,7 @@ def test_one_choice_per_request_servers(fake, policy):
     "llama.cpp answers n > 1 with a 500 'Only one completion choice is allowed': say what to do; n_per_request=1 works."
     fake.mode = "one_choice"
     with pytest.raises(ServerError, match="n_per_request=1"):
-        ServerSampler(policy, fake.url, backoff=0.01).sample(PROMPTS, n=2, max_new_tokens=4, seed=0)
+        ServerSampler(policy, fake.url, retry=FAST).sample(PROMPTS, n=2, max_new_tokens=4, seed=0)
     fake.requests.clear()
     s = ServerSampler(policy, fake.url, n_per_request=1).sample(PROMPTS, n=3, max_new_tokens=4, temperature=1.0, seed=0)
     assert len(s) == 6 and len(fake.posts()) == 6 and len({b["seed"] for b in fake.posts()}) == 6
@@ -179,7 +183,7 @@ def test_one_choice_per_request_servers(fake, policy):
 def test_unreachable_server(policy):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]     # closed once we leave: nothing listens
-    sampler = ServerSampler(policy, f"http://127.0.0.1:{port}", model="m", retries=2, backoff=0.01, timeout=2)
+    sampler = ServerSampler(policy, f"http://127.0.0.1:{port}", model="m", retry=RetryPolicy(max_retries=2, initial_delay_s=0.01), timeout=2)
     with pytest.raises(ServerError, match=r"no usable answer after 3 attempts; last: ConnectError"):
         sampler.sample(PROMPTS[:1], n=1, max_new_tokens=2)
 
@@ -212,10 +216,10 @@ def test_no_weight_sync_warns_once(fake, policy):
 
 
 def test_lora_weights_are_merged_under_base_names():
-    from lmtrain.trainer import apply_lora
+    from lmtrain.trainer import LoraConfig, apply_lora
     model, _ = tiny_model(seed=0)
     base_names = [n for n, _ in model.named_parameters()]
-    lora = apply_lora(model, r=2, alpha=4)
+    lora = apply_lora(model, LoraConfig(enabled=True, r=2, alpha=4))
     with torch.no_grad():
         for n, p in lora.named_parameters():
             if "lora_B" in n: p.normal_()                                 # a non-zero adapter
