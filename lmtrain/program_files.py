@@ -161,8 +161,8 @@ def language_model_config(config: dict, where: str = "language_model") -> dict:
     withheld = sorted(k for k in config if k not in kept and k != "withheld")
     if withheld:
         secret = [k for k in withheld if is_secret_setting(k)]
-        warnings.warn(f"{where}: not written to the file: {withheld}" + (f" ({secret} may carry credentials)" if secret else "")
-                      + "; pass language_model= when loading it", stacklevel=3)
+        why = " (settings that may carry credentials)" if secret == withheld else f" ({secret} may carry credentials)" if secret else ""
+        warnings.warn(f"{where}: not written to the file: {withheld}{why}; pass language_model= when loading it", stacklevel=3)
         kept["withheld"] = withheld
     return kept
 
