@@ -11,9 +11,9 @@ import importlib
 
 # %% ../nbs/00_api.ipynb #aa0e1ded
 _SUBMODULES = ("files", "configs", "testing", "data_models", "datasets", "rewards", "metrics", "local", "decoding",
-               "backends", "language_models", "programs", "callbacks", "training", "optimizers", "judges", "utils",
-               "policy", "samplers", "rollouts", "reinforce", "grpo", "trainer", "finetuning", "cli", "widgets",
-               "diagnostics", "distributed")
+               "backends", "language_models", "generators", "programs", "program_files", "callbacks", "training",
+               "optimizers", "judges", "plots", "utils", "policy", "samplers", "rollouts", "reinforce", "grpo", "trainer",
+               "finetuning", "cli", "widgets", "diagnostics", "distributed")
 
 _NAMES = {  # public name -> submodule that defines it
     "DataModel": "data_models", "ParseFailure": "data_models", "parse_output": "data_models",
@@ -36,6 +36,26 @@ _NAMES = {  # public name -> submodule that defines it
     "diagnose": "diagnostics",
     "DistributedTrainer": "distributed", "make_accelerator": "distributed",
 }
+
+# %% ../nbs/00_api.ipynb #21c90ccf
+import importlib.abc, importlib.machinery, sys
+
+_ATTACHED_BY = {"lmtrain.programs": ("lmtrain.program_files", "lmtrain.training")}  # module -> floors that attach its methods
+
+class _AttachFloors(importlib.abc.MetaPathFinder):
+    "Right after a module of `_ATTACHED_BY` is executed, import the floors that attach methods to its classes."
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _ATTACHED_BY: return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None: return spec
+        run = spec.loader.exec_module
+        def exec_module(module):
+            run(module)
+            for floor in _ATTACHED_BY[fullname]: importlib.import_module(floor)
+        spec.loader.exec_module = exec_module
+        return spec
+
+if not any(isinstance(f, _AttachFloors) for f in sys.meta_path): sys.meta_path.insert(0, _AttachFloors())
 
 # %% ../nbs/00_api.ipynb #922ccfc9
 def __getattr__(name):

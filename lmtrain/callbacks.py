@@ -7,9 +7,12 @@ __all__ = ['ModelCheckpoint', 'Callback', 'CallbackList', 'History', 'resolve_mo
            'EarlyStopping', 'ProgressBar', 'JSONLogger', 'read_jsonl', 'CSVLogger', 'LambdaCallback', 'TerminateOnNaN']
 
 # %% ../nbs/07_callbacks.ipynb #9e0c484d
-import copy, csv, io, json, math, os, warnings
+import copy, csv, io, json, math, warnings
 from pathlib import Path
 from typing import Any, Callable
+
+from . import files
+from .files import atomic_write  # a file whole or not at all: a crash mid-write never leaves half a log
 
 # %% ../nbs/07_callbacks.ipynb #5eede1bf
 class Callback:
@@ -123,7 +126,7 @@ class History(Callback):
     def to_json(self, path=None):
         "The history as a JSON string; also written to `path` if given."
         text = json.dumps(self.to_dict(), indent=2)
-        if path is not None: _write_text(path, text)
+        if path is not None: atomic_write(path, text)
         return text
 
     @classmethod
@@ -138,15 +141,6 @@ class History(Callback):
         return h
 
     def __repr__(self): return f"History(epochs={len(self.epoch)}, metrics={list(self.history)})"
-
-# %% ../nbs/07_callbacks.ipynb #1840f56b
-def _write_text(path, text):
-    "Write a file whole or not at all (a crash mid-write never leaves half a checkpoint or log)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 # %% ../nbs/07_callbacks.ipynb #37099a0c
 _LOWER_IS_BETTER = ("loss", "error", "fail", "kl", "perplexity")
@@ -339,8 +333,8 @@ class JSONLogger(Callback):
         if self._file is not None: self._file.close(); self._file = None
 
 def read_jsonl(path) -> list[dict]:
-    "The records of a JSONL log, in order."
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    "The records of a JSONL log, in order (a bad line is a `FileFormatError` naming the file and the line)."
+    return [row for _, row in files.read_jsonl(path)]
 
 # %% ../nbs/07_callbacks.ipynb #2d678d49
 class CSVLogger(Callback):
@@ -362,7 +356,7 @@ class CSVLogger(Callback):
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, delimiter=self.separator, lineterminator="\n")
         writer.writeheader(); writer.writerows(self.rows)
-        _write_text(self.path, buffer.getvalue())
+        atomic_write(self.path, buffer.getvalue())
 
 # %% ../nbs/07_callbacks.ipynb #6e1b457a
 class LambdaCallback(Callback):

@@ -264,7 +264,7 @@ DEFAULT_REMOTE_TIMEOUT_S = 60.0
 SAVED_LITELLM_KWARGS = frozenset({"api_base", "base_url", "api_version", "custom_llm_provider", "organization",
                                   "region_name", "aws_region_name", "vertex_project", "vertex_location", "top_p",
                                   "seed", "stop", "frequency_penalty", "presence_penalty", "reasoning_effort",
-                                  "drop_params", "num_ctx"})
+                                  "max_completion_tokens", "drop_params", "num_ctx"})
 
 # %% ../nbs/05_language_models.ipynb #5a9fd918
 class LanguageModel:
@@ -303,13 +303,13 @@ class LanguageModel:
         config = dict(model=self.model, temperature=self.temperature, max_tokens=self.max_tokens, timeout=self.timeout,
                       max_concurrency=self.max_concurrency, retry=dataclasses.asdict(self.retry),
                       structured_output=self.structured_output, cost_per_token=self.cost_per_token, **saved)
-        if unsaved := sorted(set(self.litellm_kwargs) - set(saved)): config["unsaved_kwargs"] = unsaved
+        if withheld := sorted(set(self.litellm_kwargs) - set(saved)): config["withheld"] = withheld
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> "LanguageModel":
         config = dict(config)
-        config.pop("unsaved_kwargs", None)   # secrets and the like: the caller passes them again
+        config.pop("withheld", None)   # secrets and the like: the caller passes them again
         if isinstance(config.get("retry"), dict): config["retry"] = RetryPolicy(**config["retry"])
         if isinstance(config.get("cost_per_token"), list): config["cost_per_token"] = tuple(config["cost_per_token"])
         return cls(**config)

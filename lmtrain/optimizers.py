@@ -11,13 +11,12 @@ import asyncio
 import copy
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel
 
-from .data_models import ParseFailure
-from .programs import Example, as_json, is_failure
-from .training import Optimizer
+from .generators import DEFAULT_INSTRUCTIONS
+from .programs import Example, as_json
+from .training import Optimizer, evaluate_results
 
 # %% ../nbs/08_optimizers.ipynb #c692dd5f
 class ValidatedSearch(Optimizer):
@@ -226,7 +225,6 @@ class InstructionOptimizer(ValidatedSearch):
 
     def proposal_messages(self, generator, failures) -> list[dict]:
         "The exact messages sent to the proposer for one generator."
-        from lmtrain.programs import DEFAULT_INSTRUCTIONS
         schema = json.dumps(generator.output_data_model.model_json_schema().get("properties", {}), ensure_ascii=False)
         shown = "\n\n".join(f"Failure {i + 1}:\n{describe_failure(r, generator)}" for i, r in enumerate(failures))
         user = (f"Current instructions:\n{generator.instructions or DEFAULT_INSTRUCTIONS}\n\nOutput schema (fields):\n{schema}\n\n"

@@ -5,18 +5,21 @@
 # %% ../nbs/07_training.ipynb #276dd1e8
 from __future__ import annotations
 
-import asyncio, math, random, re, warnings
+import math, random, re, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from .callbacks import CallbackList, History
-from .programs import GenerationFailure, Program, Trace, as_json, failure_kind, failure_message, is_failure
+from . import program_files  # noqa: F401 (attaches Program.save / load, which ProgramCheckpoint calls)
+from .metrics import pass_at_k
+from .programs import Program, Trace, as_json, failure_kind, failure_message, is_failure, sampling
 from .rewards import Breakdown, Reward, as_reward, failure as failed_reward
 
 # %% auto #0
-__all__ = ['Optimizer', 'Compiled', 'compile_program', 'SampleResult', 'score_one', 'metric_name', 'compute_metric', 'summarize',
-           'check_data', 'evaluate_results', 'evaluate_program', 'fit_program']
+__all__ = ['DEFAULT_SAMPLING_TEMPERATURE', 'Optimizer', 'Compiled', 'compile_program', 'SampleResult', 'score_one', 'metric_name',
+           'compute_metric', 'takes_samples', 'summarize', 'check_data', 'sample_results', 'sample_logs',
+           'evaluate_results', 'evaluate_program', 'fit_program']
 
 # %% ../nbs/07_training.ipynb #954d45fb
 class Optimizer:
@@ -138,10 +141,15 @@ def compute_metric(metric, results: list) -> float:
     values = [float(metric(t, p)) for t, p in zip(y_true, y_pred)]
     return sum(values) / len(values)
 
+def takes_samples(metric) -> bool:
+    "Does `metric` read k sampled predictions per problem (pass@k) rather than one prediction?"
+    return callable(getattr(metric, "update_counts", None)) and isinstance(getattr(metric, "k", None), int)
+
 def summarize(results: list, metrics: list = ()) -> dict:
-    "Logs of a list of results: mean `reward`, then each metric (a metric that raises logs NaN and warns once)."
+    "Logs of a list of results: mean `reward`, then each one-prediction metric (a metric that raises logs NaN and warns)."
     logs = {"reward": sum(r.reward for r in results) / len(results)}
     for m in metrics:
+        if takes_samples(m): continue  # computed by `evaluate` from k samples per problem (see below)
         try: logs[metric_name(m)] = compute_metric(m, results)
         except Exception as e:
             warnings.warn(f"metric {metric_name(m)} failed: {type(e).__name__}: {e}")
@@ -171,16 +179,63 @@ def _check_compiled(program, need_optimizer: bool = False) -> Compiled:
 def _check_positive(name: str, value):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1: raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
+# %% ../nbs/07_training.ipynb #8bcf55aa
+DEFAULT_SAMPLING_TEMPERATURE = 0.7  # on topic for small models (DESIGN.md), and far from greedy
+
+async def sample_results(program, reward, x: list, y: list, samples: int, batch_size: int = 32,
+                         temperature: float = DEFAULT_SAMPLING_TEMPERATURE, seed: int = 0) -> list[list]:
+    "`samples` scored predictions per problem: run j asks every generator for sample j, at `temperature`, seeded `seed + j`."
+    per_problem = [[] for _ in x]
+    for j in range(samples):
+        with sampling(temperature=temperature, sample_index=j, seed=seed + j):
+            traces = await program.predict(x, batch_size=batch_size, return_traces=True)
+        for i, t in enumerate(traces): per_problem[i].append(score_one(reward, i, x[i], y[i], t))
+    return per_problem
+
+def sample_logs(per_problem: list[list], metrics: list = (), threshold: float = 1.0) -> dict:
+    "`pass@n` by the compiled reward, the mean `sample_reward`, and every metric that reads samples."
+    n = len(per_problem[0])
+    logs = {f"pass@{n}": sum(pass_at_k(n, sum(r.reward >= threshold for r in rs), n) for rs in per_problem) / len(per_problem),
+            "sample_reward": sum(r.reward for rs in per_problem for r in rs) / (n * len(per_problem))}
+    for m in filter(takes_samples, metrics):
+        try:
+            m.reset()
+            for rs in per_problem: m.update(rs[0].y_true, [r.y_pred for r in rs])
+            logs[metric_name(m)] = float(m.result())
+        except Exception as e:
+            warnings.warn(f"metric {metric_name(m)} failed: {type(e).__name__}: {e}")
+            logs[metric_name(m)] = float("nan")
+    return logs
+
+# %% ../nbs/07_training.ipynb #6d939a1f
+def _check_samples(compiled, samples, temperature) -> int:
+    "How many samples per problem to draw: `samples`, or the largest k of the compiled pass@k metrics; checked."
+    needed = max((m.k for m in compiled.metrics if takes_samples(m)), default=0)
+    if samples is None: samples = needed
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0: raise ValueError(f"samples must be a whole number >= 0, got {samples!r}")
+    if samples < needed: raise ValueError(f"samples={samples}, but a compiled metric is pass@{needed}: it needs at least {needed} samples per problem")
+    if samples and not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"samples={samples} needs temperature > 0, got {temperature!r}: greedy samples are one answer repeated")
+    return samples
+
 # %% ../nbs/07_training.ipynb #fd7baf5f
-async def evaluate_results(program, x, y, batch_size: int = 32) -> tuple[dict, list]:
-    "Predict and score `(x, y)`: the logs (mean reward, metrics) and one `SampleResult` per sample. No callbacks."
+async def evaluate_results(program, x, y, batch_size: int = 32, samples: int | None = None,
+                           temperature: float = DEFAULT_SAMPLING_TEMPERATURE, seed: int | None = None) -> tuple[dict, list]:
+    "Predict and score `(x, y)`: the logs (mean reward, metrics, pass@k with `samples`) and one `SampleResult` per sample. No callbacks."
     compiled = _check_compiled(program)
     x, y = check_data(x, y)
     _check_positive("batch_size", batch_size)
+    samples = _check_samples(compiled, samples, temperature)
     traces = await program.predict(x, batch_size=batch_size, return_traces=True)
     results = [score_one(compiled.reward, i, xi, yi, t) for i, (xi, yi, t) in enumerate(zip(x, y, traces))]
     _warn_if_broken(program, results)
-    return summarize(results, compiled.metrics), results
+    logs = summarize(results, compiled.metrics)
+    program.last_samples = None
+    if samples:
+        seed = compiled.seed if seed is None else seed
+        program.last_samples = await sample_results(program, compiled.reward, x, y, samples, batch_size, temperature, seed or 0)
+        logs.update(sample_logs(program.last_samples, compiled.metrics))
+    return logs, results
 
 def _warn_if_broken(program, results):
     "Most samples raised the same error: that is a bug in the program or its setup, not a bad sample. Say so."
@@ -188,11 +243,12 @@ def _warn_if_broken(program, results):
     if errors and errors.most_common(1)[0][1] > len(results) / 2:
         warnings.warn(f"program {program.name!r}: {errors.most_common(1)[0][1]}/{len(results)} samples failed with: {errors.most_common(1)[0][0]}")
 
-async def evaluate_program(program, x=None, y=None, batch_size: int = 32, callbacks=None, return_results: bool = False):
-    "Mean reward and metrics of `program` on `(x, y)`; keeps the results in `program.last_results`."
+async def evaluate_program(program, x=None, y=None, batch_size: int = 32, callbacks=None, return_results: bool = False,
+                           samples: int | None = None, temperature: float = DEFAULT_SAMPLING_TEMPERATURE, seed: int | None = None):
+    "Mean reward and metrics of `program` on `(x, y)`, and pass@k over `samples` sampled answers; keeps the results in `program.last_results` (and `last_samples`)."
     cbs = CallbackList(callbacks, model=program, add_history=False)
     cbs.on_test_begin()
-    logs, results = await evaluate_results(program, x, y, batch_size)
+    logs, results = await evaluate_results(program, x, y, batch_size, samples, temperature, seed)
     program.last_results, program.last_outcomes = results, Counter(r.outcome for r in results)
     cbs.on_test_end(logs)
     return (logs, results) if return_results else logs
@@ -254,3 +310,6 @@ async def fit_program(program, x=None, y=None, validation_data=None, epochs: int
     await optimizer.on_train_end(program, dict(logs))
     cbs.on_train_end(logs)
     return cbs.history
+
+# %% ../nbs/07_training.ipynb #a2e786db
+Program.compile, Program.evaluate, Program.fit = compile_program, evaluate_program, fit_program
