@@ -10,7 +10,7 @@ __all__ = ['by_step', 'per_step', 'mean_reward', 'mean_length', 'truncation_rate
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from .widgets import field
+from .rollouts import field
 
 # %% ../nbs/18_reading_rollouts.ipynb #4d07c3b1
 def by_step(rollouts) -> dict:

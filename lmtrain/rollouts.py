@@ -18,7 +18,7 @@ from .data_models import ParseFailure, parse_output
 from .rewards import as_reward, score_batch
 
 # %% auto #0
-__all__ = ['Rollout', 'save_rollouts', 'load_rollouts', 'targets_per_sample', 'parse_completions', 'token_texts_of',
+__all__ = ['Rollout', 'field', 'save_rollouts', 'load_rollouts', 'targets_per_sample', 'parse_completions', 'token_texts_of',
            'score_samples', 'summarize']
 
 # %% ../nbs/12_rollouts.ipynb #7aa06cf3
@@ -49,6 +49,12 @@ class Rollout(BaseModel):
     @property
     def parsed(self) -> bool:
         return self.parse_error is None and self.output is not None
+
+# %% ../nbs/12_rollouts.ipynb #3233c7eb
+def field(r, name, default=None):
+    "Read `name` from a rollout given as an object or as a dict."
+    if isinstance(r, dict): return r.get(name, default)
+    return getattr(r, name, default)
 
 # %% ../nbs/12_rollouts.ipynb #01c01095
 def save_rollouts(path: str | os.PathLike, rollouts: Sequence[Rollout], append: bool = False) -> Path:

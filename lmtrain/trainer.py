@@ -221,15 +221,16 @@ def seed_everything(seed: int):
     except ImportError: pass
 
 # %% ../nbs/15_trainer.ipynb #45ab1012
-PROGRESS_METRICS = ["reward_mean", "zero_var_frac", "completion_len", "tokens_per_s", "mfu", "val_score"]
+PROGRESS_METRICS = ["reward_mean", "zero_var_frac", "completion_len", "tokens_per_s", "mfu", "val_score", "val_format_free"]
 
 class Trainer:
     "Train a policy's weights with REINFORCE or GRPO: a sampler, a learner, seeded batches, callbacks, checkpoints, exact resume."
     def __init__(self, policy, reward, train_data, config: TrainConfig | None = None, output_model=None,
                  prompt: Callable = default_prompt, validation_data=None, metric=None, algorithm=None,
                  checkpoint_dir=None, rollouts_path=None, sampler=None, learner: Learner | None = None,
-                 peak_flops: float | None = None):
+                 peak_flops: float | None = None, validation_metrics: dict | None = None):
         self.policy, self.reward, self.output_model = policy, reward, output_model
+        self.validation_metrics = dict(validation_metrics or {})   # name -> reward: more readings of the same greedy replies
         self.peak_flops = peak_flops   # the matmul roofline the step's MFU is measured against (None: MFU not logged)
         self.config = config or TrainConfig()
         x, y = train_data
@@ -335,10 +336,13 @@ def fit(self: Trainer, steps: int | None = None, callbacks=None, resume_from=Non
     return self.history
 
 def epoch_logs(self: Trainer, epoch: int) -> dict:
-    "Mean of the epoch's step logs, plus the greedy validation score (`val_score`) when there is validation data."
+    "Mean of the epoch's step logs, plus the greedy validation score (`val_score`, and `val_<name>` per validation metric)."
     logs = mean_logs([b for b in self.history.batch_logs if b.get("epoch") == epoch])
     logs["step"] = self.step
-    if self.val is not None: logs["val_score"] = self.evaluate(step=self.step)[0]
+    if self.val is not None:
+        logs["val_score"], rollouts = self.evaluate(step=self.step)
+        for name, metric in self.validation_metrics.items():
+            logs[f"val_{name}"] = sum(float(metric(t, r.completion)) for r, t in zip(rollouts, self.val[1])) / max(len(rollouts), 1)
     return logs
 
 Trainer.fit, Trainer.epoch_logs = fit, epoch_logs
