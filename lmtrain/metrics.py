@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .data_models import ParseFailure, extract_answer, parse_output
+from .parsing import ParseFailure, extract_answer, parse_output
 from .rewards import Breakdown, MathVerify, Reward, as_reward, as_text, score_batch
 
 # %% auto #0

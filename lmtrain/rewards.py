@@ -26,8 +26,8 @@ from fractions import Fraction
 
 from pydantic import BaseModel
 
-from .data_models import (ParseFailure, excerpt, extract_answer, json_candidates, loads_lenient,
-                                 matches, parse_output, values_match)
+from .data_models import matches, values_match
+from .parsing import ParseFailure, excerpt, extract_answer, json_candidates, loads_lenient, parse_output
 
 # %% auto #0
 __all__ = ['GSM8K_PATTERN', 'Breakdown', 'failure', 'Reward', 'FunctionReward', 'as_reward', 'as_text', 'as_model',
