@@ -133,6 +133,14 @@ def test_data_pointing_at_a_folder_is_a_dataset_error(tmp_path):
     assert not isinstance(info.value, IsADirectoryError) and "\n" not in str(info.value)
 
 
+def test_an_integer_past_pythons_digit_limit_is_a_dataset_error(tmp_path):
+    f = tmp_path / "digits.jsonl"
+    f.write_text('{"prompt": "ok", "answer": 1}\n{"prompt": "q", "answer": ' + "1" * 5000 + '}\n')
+    with pytest.raises(DatasetError, match=r"digits\.jsonl: invalid JSON after line 1: Exceeds the limit"): load_jsonl_pairs(f)
+    f.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q", "answer": ' + "1" * 5000 + '}\n')
+    with pytest.raises(DatasetError, match="after line 1"): gsm8k.load_split(f)
+
+
 def test_dataset_error_is_the_files_error():
     assert DatasetError is FileFormatError and issubclass(DatasetError, ValueError)
 
