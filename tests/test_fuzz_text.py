@@ -24,7 +24,7 @@ from lmtrain.datasets import DatasetError, gsm8k, load_jsonl_pairs
 from lmtrain.parsing import (ParseFailure, answer_number, exact_number, extract_answer, last_number, parse_gold_number,
                              parse_number, parse_with_route)
 from lmtrain.rewards import REWARDS, Breakdown, ExactMatch, FormatReward, GSM8K_PATTERN, correctness_term, get, quality_reward
-from lmtrain.rewards.math import MathVerify, default_pool
+from lmtrain.rewards.math import default_pool
 
 EXAMPLES = int(os.environ.get("LMTRAIN_FUZZ_EXAMPLES", "200"))
 BOUND = float(os.environ.get("LMTRAIN_FUZZ_BOUND_S", "2.0"))

@@ -5,7 +5,7 @@ import time
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from lmtrain.data_models import NumericalAnswer, NumericalAnswerWithThinking
 from lmtrain.parsing import (MAX_CHARS, ParseFailure, answer_number, exact_number, extract_answer, format_number,

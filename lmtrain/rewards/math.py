@@ -19,7 +19,6 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from fractions import Fraction
 
 from ..parsing import ParseFailure, exact_number, excerpt, extract_answer
 from . import Breakdown, Reward, as_answer, as_text, failure

@@ -5,7 +5,6 @@
 # %% ../../nbs/03a_rewards_text.ipynb #5f45d5ed
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence

@@ -6,7 +6,7 @@
 __all__ = ['shown', 'answer', 'serve', 'zygote']
 
 # %% ../../nbs/03a_rewards_math_server.ipynb #f6d2ca39
-import json, os, signal, socket, struct, sys
+import json, os, signal, socket, struct
 from functools import lru_cache
 
 # %% ../../nbs/03a_rewards_math_server.ipynb #03b4cca2
