@@ -332,7 +332,9 @@ def _read_number(value, field: str):
     "A number field's value, checked (finite, not a boolean) and read from a string; else `_NotANumber`."
     if isinstance(value, str):
         number = answer_number(value)
-        if number is None: raise _NotANumber(field, f"expected a number, got {excerpt(repr(value), 40, 10)}")
+        if number is None:
+            found = VALUE_RE.match(value, _LEAD_RE.match(value).end())   # a number, but beyond the float range?
+            raise _NotANumber(field, f"expected {'a finite' if found else 'a'} number, got {excerpt(repr(value), 40, 10)}")
         return number
     if _is_number(value):
         if _as_finite(value) is None: raise _NotANumber(field, f"expected a finite number, got {excerpt(repr(value), 30, 10)}")
