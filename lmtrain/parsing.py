@@ -59,19 +59,21 @@ MAX_DIGITS = 1000
 def _decimal(digits: str, exponent: int = 0) -> Fraction | None:
     "`digits` (a decimal without separators) times `10**exponent`, exactly; None past `MAX_DIGITS`."
     if len(digits) > MAX_DIGITS or abs(exponent) > MAX_DIGITS: return None
-    return Fraction(digits.replace("\u2212", "-")) * Fraction(10) ** exponent
+    digits = digits.replace("\u2212", "-")
+    value = Fraction(digits) if "." in digits else Fraction(int(digits))   # int() first: 5x faster for the usual case
+    return value * 10 ** exponent if exponent >= 0 else value / 10 ** -exponent
 
 def number_value(m: re.Match) -> Fraction | None:
     "The exact value of a match of `NUMBER_RE` or `VALUE_RE`; None when out of range, divided by zero, or signed twice."
-    g = m.groupdict()
-    if g.get("num") or g.get("num2"):
-        num, den = _decimal(g["num"] or g["num2"]), _decimal(g["den"] or g["den2"])
+    if m.re is not NUMBER_RE and (m["num"] or m["num2"]):
+        num, den = _decimal(m["num"] or m["num2"]), _decimal(m["den"] or m["den2"])
         if num is None or not den: return None
-        return -num / den if g.get("fsign") in ("-", "\u2212") else num / den
-    if g["sign"] and g["sign2"]: return None
-    exp = g["exp"][1:] if g["exp"] else "0"
-    value = _decimal((g["int"] or "0").replace(",", "") + (g["frac"] or ""), int(exp) if len(exp) < 6 else 10**6)
-    return -value if value is not None and (g["sign"] or g["sign2"]) in ("-", "\u2212") else value
+        return -num / den if m["fsign"] in ("-", "\u2212") else num / den
+    sign, sign2, exp = m["sign"], m["sign2"], m["exp"]
+    if sign and sign2: return None
+    exp = exp[1:] if exp else "0"
+    value = _decimal((m["int"] or "0").replace(",", "") + (m["frac"] or ""), int(exp) if len(exp) < 6 else 10**6)
+    return -value if value is not None and (sign or sign2) in ("-", "\u2212") else value
 
 def finite_float(value: Fraction | None) -> float | None:
     "`value` (e.g. from `number_value`) as a finite float, or None (no value, or beyond the float range)."
@@ -113,8 +115,8 @@ def exact_number(text: str) -> Fraction | None:
     "`text` as an exact number if the whole of it is one plain number or fraction (`'18'`, `'-3.50'`, `'1e5'`, `'\\frac{1}{2}'`), else None."
     s = text.strip()
     if len(s) > 2 * MAX_DIGITS: return None
-    if (m := _MATH_DOLLARS_RE.fullmatch(s)): s = m.group(1).strip()   # $...$ around LaTeX
-    m = VALUE_RE.fullmatch(s)
+    if s[:1] == "$" and (m := _MATH_DOLLARS_RE.fullmatch(s)): s = m.group(1).strip()   # $...$ around LaTeX
+    m = NUMBER_RE.fullmatch(s) or VALUE_RE.fullmatch(s)   # the plain number first: most answers are one
     if m is None or m["cur"] or "\u2212" in s: return None               # '$18' and '−3': math-verify reads them otherwise
     return number_value(m)
 
