@@ -65,7 +65,7 @@ def _decimal(digits: str, exponent: int = 0) -> Fraction | None:
 
 def number_value(m: re.Match) -> Fraction | None:
     "The exact value of a match of `NUMBER_RE` or `VALUE_RE`; None when out of range, divided by zero, or signed twice."
-    if m.re is not NUMBER_RE and (m["num"] or m["num2"]):
+    if "num" in m.re.groupindex and (m["num"] or m["num2"]):   # a fraction (any regex built from the two patterns)
         num, den = _decimal(m["num"] or m["num2"]), _decimal(m["den"] or m["den2"])
         if num is None or not den: return None
         return -num / den if m["fsign"] in ("-", "\u2212") else num / den

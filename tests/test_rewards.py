@@ -234,7 +234,7 @@ def test_math_verify_bound_includes_the_wait_for_a_worker(mv):
         out = list(ex.map(one, ["9^9^9^9^9"] * 8))
     assert max(s for s, _ in out) < 1.6, [round(s, 2) for s, _ in out]
     assert all(b.total == 0.0 and b.error.startswith("math_verify: TimeoutError") for _, b in out)
-    assert sum("no math-verify worker was free" in b.error for _, b in out) >= 4
+    assert sum("no math-verify worker was free" in b.error for _, b in out) >= 2
     assert mv("0.5", "\\frac{1}{2}") == 1.0
 
 

@@ -242,6 +242,10 @@ class MathVerifyPool(_Workers):
                 self._replace(w)
                 return {"error": f"math-verify worker did not start within {self.startup_timeout} s"}
             deadline += starting + (time.monotonic() - waited)   # starting a worker is the pool's time, not the call's
+            if deadline - time.monotonic() < 0.01:   # a worker came free at the deadline: give it back, do not kill it
+                self._release(w)
+                self._count("queue_timeouts")
+                return {"error": f"TimeoutError: no math-verify worker was free in time ({self.size} workers); the call's limit is {timeout} s"}
             try: reply = w.ask(request, deadline - time.monotonic())
             except TimeoutError:
                 self._count("timeouts")
