@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .data_models import ParseFailure, extract_answer, parse_output
-from .rewards import Breakdown, MathVerify, Reward, as_reward, as_text, score_batch
+from .parsing import ParseFailure, extract_answer, parse_output
+from .rewards import Breakdown, MathVerify, Reward, as_reward, as_text, correctness_term, score_batch
+from .rewards import get as get_reward
 
 # %% auto #0
-__all__ = ['Metric', 'default_reward', 'MeanReward', 'Accuracy', 'pass_at_k', 'PassAtK', 'ParseFailureRate', 'compute_metrics']
+__all__ = ['Metric', 'default_reward', 'MeanReward', 'Accuracy', 'pass_at_k', 'PassAtK', 'ParseFailureRate', 'compute_metrics',
+           'get', 'default_metric']
 
 # %% ../nbs/03b_metrics.ipynb #58938a29
 class Metric:
@@ -174,3 +176,12 @@ def compute_metrics(metrics: Sequence[Metric], y_true: Sequence | None, y_pred: 
         metric.update_batch(y_true, y_pred)
         out[metric.name] = metric.result()
     return out
+
+# %% ../nbs/03b_metrics.ipynb #643a3dc7
+def get(spec, threshold: float = 1.0) -> Accuracy:
+    "The metric named like a reward (see `lmtrain.rewards.get`): the share of samples that reward scores at least `threshold`."
+    return Accuracy(get_reward(spec), threshold=threshold, name=spec if isinstance(spec, str) else None)
+
+def default_metric(reward_spec) -> Accuracy:
+    "The metric a run trained on `reward_spec` is judged by: `get(correctness_term(reward_spec))`."
+    return get(correctness_term(reward_spec))

@@ -1,4 +1,4 @@
-"""Property tests for `lmtrain.data_models`: the parser never raises, and data round-trips through JSON.
+"""Property tests for `lmtrain.data_models` and its parser (`lmtrain.parsing`): the parser never raises, and data round-trips through JSON.
 
 The notebook runs a few examples of each property; these run many more, on generated models too.
 """
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from pydantic import BaseModel, Field, create_model
 
-from lmtrain.data_models import (DataModel, MathQuestion, NumericalAnswer, NumericalAnswerWithThinking,
-                                 ParseFailure, extract_answer, matches, parse_number, parse_output)
+from lmtrain.data_models import DataModel, MathQuestion, NumericalAnswer, NumericalAnswerWithThinking, matches
+from lmtrain.parsing import ParseFailure, extract_answer, parse_number, parse_output
 
 GSM8K_MODELS = (MathQuestion, NumericalAnswerWithThinking, NumericalAnswer)
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))

@@ -7,8 +7,10 @@ from hypothesis import given, settings, strategies as st
 
 import lmtrain
 from lmtrain.data_models import MathQuestion, NumericalAnswer, NumericalAnswerWithThinking
-from lmtrain.datasets import (ChecksumError, DatasetError, DownloadError, cache_root, download_file, format_number,
-                              load_jsonl_pairs, parse_gold_number, read_jsonl, save_jsonl_pairs, serve_folder, sha256_file)
+from lmtrain.datasets import (ChecksumError, DatasetError, DownloadError, cache_root, download_file, load_jsonl_pairs,
+                              save_jsonl_pairs, serve_folder)
+from lmtrain.files import FileFormatError, read_jsonl, sha256_file
+from lmtrain.parsing import format_number, parse_gold_number
 from lmtrain.datasets import gsm8k, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +65,8 @@ def test_parse_gold_number(text, value):
     assert parse_gold_number(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "1,2", "1,00", "12,3456", "abc", "--3", "3/4", "18 apples", True, float("inf")])
+@pytest.mark.parametrize("text", ["", "1,2", "1,00", "12,3456", "abc", "--3", "3/4", "18 apples", True, float("inf"),
+                                  "9" * 400, 10**400, "1e999", "NaN", "Infinity"])
 def test_parse_gold_number_rejects(text):
     with pytest.raises(ValueError, match="expected"): parse_gold_number(text)
 
@@ -89,6 +92,57 @@ def test_load_jsonl_pairs_round_trip_and_errors(tmp_path):
     with pytest.raises(DatasetError, match=r":1: field 'answer': expected str or int or float, got NoneType"): load_jsonl_pairs(f)
     f.write_text("")
     with pytest.raises(DatasetError, match="no rows"): load_jsonl_pairs(f)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_parse_gold_number_reads_what_python_writes(x):
+    # repr writes 1e-05 and 1e+16: scientific notation must be read whole, never truncated to 1.0
+    assert parse_gold_number(repr(x)) == x and parse_gold_number(format_number(x)) == x
+
+
+# ---------------------------------------------------------------- hostile data files (issue 14)
+
+@pytest.mark.parametrize("answer", ['"' + "9" * 400 + '"', "9" * 400, '"#### ' + "9" * 400 + '"', "1e999", '"NaN"', "true"])
+def test_an_answer_that_is_not_a_finite_number_names_file_line_field(tmp_path, answer):
+    f = tmp_path / "data.jsonl"
+    f.write_text('{"prompt": "ok", "answer": 1}\n{"prompt": "big", "answer": ' + answer + '}\n')
+    with pytest.raises(DatasetError) as info: load_jsonl_pairs(f)
+    assert (info.value.path, info.value.line, info.value.field) == (str(f), 2, "answer")
+    assert str(info.value).startswith(f"{f}:2: field 'answer': ")
+
+
+def test_a_100_mb_prompt_line_is_refused_without_reading_it(tmp_path):
+    f = tmp_path / "big.jsonl"
+    with f.open("w") as out:
+        out.write('{"prompt": "ok", "answer": 1}\n{"prompt": "')
+        for _ in range(100): out.write("x" * (1 << 20))
+        out.write('", "answer": 2}\n')
+    with pytest.raises(FileFormatError, match=r"big\.jsonl:2: line longer than"): load_jsonl_pairs(f)
+
+
+def test_a_long_prompt_below_the_line_limit_is_refused_by_the_field_limit(tmp_path):
+    f = tmp_path / "long.jsonl"
+    f.write_text('{"prompt": "' + "x" * 300_000 + '", "answer": 1}\n')
+    with pytest.raises(DatasetError, match=r"long\.jsonl:1: field 'prompt': 300,000 characters; expected at most 200,000"):
+        load_jsonl_pairs(f)
+    assert load_jsonl_pairs(f, max_chars=400_000)[1][0].answer == 1
+
+
+def test_data_pointing_at_a_folder_is_a_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="is a folder, expected a JSON-lines file") as info: load_jsonl_pairs(tmp_path)
+    assert not isinstance(info.value, IsADirectoryError) and "\n" not in str(info.value)
+
+
+def test_an_integer_past_pythons_digit_limit_is_a_dataset_error(tmp_path):
+    f = tmp_path / "digits.jsonl"
+    f.write_text('{"prompt": "ok", "answer": 1}\n{"prompt": "q", "answer": ' + "1" * 5000 + '}\n')
+    with pytest.raises(DatasetError, match=r"digits\.jsonl: invalid JSON after line 1: Exceeds the limit"): load_jsonl_pairs(f)
+    f.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q", "answer": ' + "1" * 5000 + '}\n')
+    with pytest.raises(DatasetError, match="after line 1"): gsm8k.load_split(f)
+
+
+def test_dataset_error_is_the_files_error():
+    assert DatasetError is FileFormatError and issubclass(DatasetError, ValueError)
 
 
 def test_cache_root_env(monkeypatch, tmp_path):

@@ -220,3 +220,171 @@ def test_metrics_reuse_a_training_loops_scores():
     m = ParseFailureRate(NumericalAnswer)
     m.update_batch(None, [r.y_pred for r in results if r.y_pred is not None])  # no outcomes: it checks itself
     assert m.result() == 2 / 3                                                # the ParseFailure and "so 1"
+
+
+# ---------------------------------------------------------------- the bound counts the queue (issue 14)
+
+def test_math_verify_bound_includes_the_wait_for_a_worker(mv):
+    # 8 callers, 2 workers, all hostile: before, the last calls waited for 3 rounds of kills (4 s here, 14 s in the issue)
+    def one(text):
+        start = time.perf_counter()
+        b = mv.explain("18", text)
+        return time.perf_counter() - start, b
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        out = list(ex.map(one, ["9^9^9^9^9"] * 8))
+    assert max(s for s, _ in out) < 1.6, [round(s, 2) for s, _ in out]
+    assert all(b.total == 0.0 and b.error.startswith("math_verify: TimeoutError") for _, b in out)
+    assert sum("no math-verify worker was free" in b.error for _, b in out) >= 2
+    assert mv("0.5", "\\frac{1}{2}") == 1.0
+
+
+def test_math_verify_under_eight_threads_of_ordinary_replies(mv):
+    texts = ["$\\sqrt{324}$", "$2 \\cdot 9$", "18.0 \\text{ dollars}", "$3 \\times 6$"] * 2
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        out = list(ex.map(lambda t: mv.explain("18", t), texts))
+    assert all(b.total == 1.0 and b.error is None for b in out), out
+
+
+@pytest.mark.parametrize("gold,pred", [("100000", "#### 1e5"), ("602000000000000000000000", "\\boxed{6.02e23}"),
+                                       ("0.00015", "The answer is 1.5e-4.")])
+def test_math_verify_reads_scientific_notation(pool, gold, pred):
+    assert MathVerify(pool=pool)(gold, pred) == 1.0 and MathVerify(pool=pool, fast_path=False)(gold, pred) == 1.0
+
+
+# ---------------------------------------------------------------- rewards by name (issue 13)
+
+from lmtrain import rewards as R
+from lmtrain.metrics import default_metric, get as get_metric
+from lmtrain.rewards import (HashAnswerCorrect, HashAnswerFormat, LastNumberCorrect, TRLFunction, correctness_term,
+                             format_then_correct, get)
+
+
+@pytest.mark.parametrize("name,cls", [("math", MathVerify), ("exact", ExactMatch), ("format", HashAnswerFormat),
+                                      ("correct", HashAnswerCorrect), ("last_number", LastNumberCorrect),
+                                      ("format_then_correct", WeightedSum)])
+def test_every_registered_name_builds_its_reward(name, cls):
+    reward = get(name)
+    assert isinstance(reward, cls) and reward is not get(name)   # a fresh instance each time
+    assert reward.name == {"math": "math", "exact": "exact", "format_then_correct": "format_then_correct"}.get(name, reward.name)
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ("12 + 7 = 19\n#### 19", {"math": 1, "exact": 1, "format": 1, "correct": 1, "last_number": 1, "format_then_correct": 1}),
+    ("12 + 7 = 19", {"math": 1, "exact": 0, "format": 0, "correct": 0, "last_number": 1, "format_then_correct": 0.25}),
+    ("#### 20", {"math": 0, "exact": 0, "format": 1, "correct": 0, "last_number": 0, "format_then_correct": 0.25}),
+    ("#### 25#### 14#### 19", {"exact": 0, "format": 0, "correct": 1, "last_number": 1, "format_then_correct": 0.25}),
+    ("#### 1.9e1", {"math": 1, "exact": 1, "format": 1, "correct": 1, "last_number": 1, "format_then_correct": 1}),
+])
+def test_named_rewards_by_hand(reply, expected):
+    gold = NumericalAnswer(answer=19)
+    assert {name: get(name)(gold, reply) for name in expected} == expected
+
+
+def test_weighted_spec():
+    b = get("math=1,format=0.2").explain(NumericalAnswer(answer=18), "The answer is \\boxed{18}.")
+    assert abs(b.total - 1 / 1.2) < 1e-12 and b.parts == {"math": 1.0, "format": 0.0}
+    assert get("math,format")(NumericalAnswer(answer=18), "so 18") == 0.5     # no weights: equal ones
+    assert R.parse_spec(" math = 1 , format=0.2 ") == [("math", 1.0), ("format", 0.2)]
+
+
+@pytest.mark.parametrize("spec,says", [("bogus", "unknown reward 'bogus': expected one of math, exact, format, correct, "
+                                                  "last_number, format_then_correct"),
+                                       ("math=1,bogus=2", "unknown reward 'bogus'"), ("math=-1", ">= 0"), ("math=nan", ">= 0"),
+                                       ("math=x", "must be a number"), ("math,,format", "empty term"), ("", "empty term"),
+                                       ("no_such_module_xyz:f", "cannot import"), ("json:no_such_attr", "has no 'no_such_attr'"),
+                                       ("json:__doc__", "expected a Reward or a function"), (":f", "expected 'module:callable'")])
+def test_unknown_or_malformed_specs_are_clear_value_errors(spec, says):
+    with pytest.raises(ValueError) as info: get(spec)
+    assert says in str(info.value) and "\n" not in str(info.value)
+
+
+USER_MODULE = '''
+from lmtrain.rewards import Reward
+def trl_style(completions, answer, **kwargs):
+    return [float(c.strip().endswith(str(a))) for c, a in zip(completions, answer)]
+def trl_prompts_first(prompts, completions, **kwargs):
+    return [0.5 for _ in completions]
+def pair(y_true, y_pred):
+    return float("yes" in y_pred)
+def one_argument(x):
+    return 1.0
+def wrong_length(completions, **kwargs):
+    return [1.0]
+class Yes(Reward):
+    name = "yes"
+    def compute(self, y_true, y_pred): return float("yes" in y_pred)
+yes = Yes(name="yes_instance")
+class NeedsArgs(Reward):
+    def __init__(self, x): super().__init__()
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "lmtrain_user_rewards.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "lmtrain_user_rewards"
+
+
+def test_user_rewards_every_form(user_module):
+    gold = NumericalAnswer(answer=18)
+    trl = get(f"{user_module}:trl_style")
+    assert isinstance(trl, TRLFunction) and trl.name == "trl_style" and trl(gold, "so 18") == 1.0 and trl(gold, "so 7") == 0.0
+    assert [b.total for b in score_batch(trl, [gold] * 3, ["18", "no", "x 18"])] == [1.0, 0.0, 1.0]
+    assert get(f"{user_module}:trl_prompts_first")(gold, "x") == 0.5
+    assert isinstance(get(f"{user_module}:pair"), FunctionReward) and get(f"{user_module}:pair")(gold, "yes") == 1.0
+    assert get(f"{user_module}:Yes").name == "yes" and get(f"{user_module}:Yes")(gold, "yes!") == 1.0
+    assert get(f"{user_module}:yes").name == "yes_instance"
+    b = get(f"{user_module}:trl_style=1,format=1").explain(gold, "#### 18")
+    assert b.total == 1.0 and b.parts == {"trl_style": 1.0, "format": 1.0}
+    assert "expected a list of 2 numbers" in score_batch(get(f"{user_module}:wrong_length"), [gold] * 2, ["a", "b"])[0].error
+    for name, says in [("one_argument", "expected a TRL function"), ("NeedsArgs", "cannot be built without arguments")]:
+        with pytest.raises(ValueError, match=says): get(f"{user_module}:{name}")
+
+
+def test_user_rewards_through_to_trl_and_back(user_module):
+    fn = R.to_trl(get(f"{user_module}:trl_style"))
+    assert fn(prompts=["q", "q"], completions=["so 5", "so 6"], answer=["5", "5"]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("spec,metric", [("math", "math"), ("exact", "exact"), ("format", "correct"), ("correct", "correct"),
+                                         ("last_number", "last_number"), ("format_then_correct", "correct"),
+                                         ("math=1,format=0.2", "math"), ("format=1,last_number=0.5", "last_number"),
+                                         ("format=1", "correct"), ("exact=1,math=1", "exact"), ("format_then_correct=1,math=0.5", "correct"),
+                                         ("mod:fn", "mod:fn"), ("format=2,mod:fn=1", "mod:fn")])
+def test_correctness_term_rule(spec, metric):
+    assert correctness_term(spec) == metric
+
+
+def test_metrics_by_name(user_module):
+    m = default_metric("format_then_correct")
+    assert m.name == "correct" and isinstance(m.reward, HashAnswerCorrect)
+    got = get_metric(f"{user_module}:pair")
+    got.update_batch([None, None], ["yes", "no"])
+    assert got.result() == 0.5 and got.name == f"{user_module}:pair"
+    with pytest.raises(ValueError, match="unknown reward"): get_metric("bogus")
+
+
+def test_answer_rewards_read_numbers_with_the_one_grammar():
+    gold = NumericalAnswer(answer=1000)
+    assert HashAnswerCorrect()(gold, "#### 1,000") == 1.0 and HashAnswerCorrect()(gold, "#### 1e3") == 1.0
+    assert HashAnswerCorrect()(NumericalAnswer(answer=19), "#### 1,9") == 0.0   # not a number: groups of three
+    b = HashAnswerCorrect().explain({"answer": "9" * 400}, "#### 9")
+    assert b.total == 0.0 and "float range" in b.error
+    assert format_then_correct()(NumericalAnswer(answer=19), "12 + 7 = 19\n#### 19\nHope this helps!") == 0.75
+
+
+def test_hash_answer_format_is_linear_on_trailing_whitespace():
+    start = time.perf_counter()
+    assert HashAnswerFormat()(None, "#### 1" + " " * 100_000 + "x") == 0.0   # `\s*\.?\s*` here was quadratic
+    assert time.perf_counter() - start < 1.0
+
+
+def test_old_import_locations_still_work():
+    import importlib
+    for name in ["MathVerify", "MathVerifyPool", "default_pool", "fast_verdict", "GSM8K_PATTERN", "FormatReward", "has_tag",
+                 "words", "sentences", "LengthReward", "VocabularyDiversity", "StructureReward", "KeywordCoverage",
+                 "FieldScore", "quality_reward", "Breakdown", "Reward", "FunctionReward", "as_reward", "as_text", "as_model",
+                 "as_answer", "format_number", "ExactMatch", "WeightedSum", "score_batch", "to_trl", "failure"]:
+        assert getattr(importlib.import_module("lmtrain.rewards"), name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"): R.nope

@@ -11,8 +11,9 @@ import os, re
 from pathlib import Path
 
 from ..data_models import MathQuestion, NumericalAnswerWithThinking
-from . import (DatasetError, dataset_cache_dir, download_file, get_field, parse_gold_number,
-                              read_jsonl, sha256_file)
+from . import DatasetError, dataset_cache_dir, download_file, get_field, read_rows
+from ..files import sha256_file
+from ..parsing import MAX_CHARS, parse_gold_number
 
 # %% ../../nbs/02a_datasets_gsm8k.ipynb #fafdae6d
 SPLITS = ("train", "test")
@@ -39,8 +40,8 @@ def split_answer(text: str) -> tuple[str, float]:
 # %% ../../nbs/02a_datasets_gsm8k.ipynb #4f0a90a4
 def parse_row(row: dict, path=None, line: int | None = None) -> tuple[MathQuestion, NumericalAnswerWithThinking]:
     "One GSM8K row -> `(MathQuestion, NumericalAnswerWithThinking)`; a malformed row raises `DatasetError` naming file, line and field."
-    question = get_field(row, "question", path, line)
-    solution = get_field(row, "answer", path, line)
+    question = get_field(row, "question", path, line, max_chars=MAX_CHARS)
+    solution = get_field(row, "answer", path, line, max_chars=MAX_CHARS)
     try: thinking, answer = split_answer(solution)
     except ValueError as e: raise DatasetError(str(e), path, line, "answer") from None
     return MathQuestion(question=question), NumericalAnswerWithThinking(thinking=thinking, answer=answer)
@@ -48,7 +49,7 @@ def parse_row(row: dict, path=None, line: int | None = None) -> tuple[MathQuesti
 def load_split(file) -> tuple[list[MathQuestion], list[NumericalAnswerWithThinking]]:
     "Read one GSM8K JSON-lines file as `(x, y)`; the first malformed row stops the load with a `DatasetError`."
     x, y = [], []
-    for line, row in read_jsonl(file):
+    for line, row in read_rows(file):
         question, answer = parse_row(row, file, line)
         x.append(question); y.append(answer)
     if not x: raise DatasetError("no rows: expected one JSON object per line", file)

@@ -11,7 +11,7 @@ import random
 from typing import Callable
 
 from ..data_models import MathQuestion, NumericalAnswer, NumericalAnswerWithThinking
-from . import format_number
+from ..parsing import format_number
 
 # %% ../../nbs/02b_datasets_synthetic.ipynb #c787fc81
 ANSWER_FORMATS = {  # name -> (instruction added to the question, template of the final answer line)
