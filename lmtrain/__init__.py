@@ -10,14 +10,14 @@ __all__ = []
 import importlib
 
 # %% ../nbs/00_api.ipynb #aa0e1ded
-_SUBMODULES = ("files", "configs", "testing", "data_models", "datasets", "rewards", "metrics", "local", "decoding",
+_SUBMODULES = ("files", "configs", "testing", "data_models", "parsing", "datasets", "rewards", "metrics", "local", "decoding",
                "backends", "language_models", "generators", "programs", "program_files", "callbacks", "training",
                "optimizers", "judges", "plots", "utils", "policy", "samplers", "rollouts", "reinforce", "grpo", "trainer",
-               "finetuning", "cli", "widgets", "diagnostics", "distributed")
+               "finetuning", "tasks", "cli", "widgets", "diagnostics", "reports", "distributed")
 
 _NAMES = {  # public name -> submodule that defines it
-    "DataModel": "data_models", "ParseFailure": "data_models", "parse_output": "data_models",
-    "parse_with_route": "data_models", "extract_answer": "data_models", "MathQuestion": "data_models",
+    "DataModel": "data_models", "ParseFailure": "parsing", "parse_output": "parsing",
+    "parse_with_route": "parsing", "extract_answer": "parsing", "MathQuestion": "data_models",
     "NumericalAnswer": "data_models", "NumericalAnswerWithThinking": "data_models",
     "Reward": "rewards", "Breakdown": "rewards", "Metric": "metrics",
     "LanguageModel": "language_models", "Completion": "language_models", "Outcome": "language_models",
@@ -37,7 +37,7 @@ _NAMES = {  # public name -> submodule that defines it
     "DistributedTrainer": "distributed", "make_accelerator": "distributed",
 }
 
-# %% ../nbs/00_api.ipynb #21c90ccf
+# %% ../nbs/00_api.ipynb #f6280eb3
 import importlib.abc, importlib.machinery, sys
 
 _ATTACHED_BY = {"lmtrain.programs": ("lmtrain.program_files", "lmtrain.training")}  # module -> floors that attach its methods

@@ -83,9 +83,9 @@ def _errors(err: ValidationError, cls: type[Config]) -> str:
     flags = {l.path: l.flag for l in leaf_fields(cls)}
     out = []
     for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
-        name = flags.get(loc, ".".join(loc) or cls.__name__)
-        out.append(f"{name}: {e['msg']} (got {e.get('input')!r:.80})")
+        loc, message = tuple(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, ")
+        if not loc: out.append(message); continue            # a check across several options says which itself
+        out.append(f"{flags.get(loc, '.'.join(loc))}: {message} (got {e.get('input')!r:.80})")
     return "; ".join(out)
 
 def validated(cls: type[Config], values: dict) -> Config:

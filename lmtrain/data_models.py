@@ -232,7 +232,3 @@ class NumericalAnswerWithThinking(DataModel):
 class NumericalAnswer(DataModel):
     "The final numerical answer only."
     answer: float = Field(description="The final numerical answer: a number only, without units or thousands separators.")
-
-# %% ../nbs/01_data_models.ipynb #299b39f6
-# moved to lmtrain.parsing; re-exported for lmtrain.language_models, programs, rollouts, judges, optimizers and lmtrain/__init__ (_NAMES)
-from .parsing import ParseFailure, extract_answer, parse_output, parse_with_route  # noqa: F401

@@ -119,8 +119,9 @@ def read_jsonl(path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int
             except UnicodeDecodeError as e: raise FileFormatError(f"not UTF-8 text ({e.reason} at byte {e.start} of the line)", path, number) from None
             if not text.strip(): continue
             try: row = json.loads(text)
-            except (json.JSONDecodeError, RecursionError) as e:
-                reason = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            except (ValueError, RecursionError) as e:   # ValueError: also an integer past Python's 4,300-digit limit
+                reason = (f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else
+                          "nested too deeply" if isinstance(e, RecursionError) else str(e).split(";")[0])
                 raise FileFormatError(f"invalid JSON ({reason}): {excerpt(text.strip())}", path, number) from None
             if not isinstance(row, dict): raise FileFormatError(f"expected a JSON object, got {type(row).__name__} {excerpt(row)}", path, number)
             yield number, row

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, Field, create_model
 
-from .data_models import DataModel, ParseFailure, parse_output
+from .data_models import DataModel
+from .parsing import ParseFailure, parse_output
 from .language_models import Completion, Outcome, prepare_messages
 
 # %% auto #0

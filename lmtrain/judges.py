@@ -14,7 +14,8 @@ from typing import Sequence
 
 from pydantic import BaseModel, Field
 
-from .data_models import DataModel, ParseFailure, parse_output
+from .data_models import DataModel
+from .parsing import ParseFailure, parse_output
 from .rewards import Breakdown, Reward, failure
 
 # %% ../nbs/08a_judges.ipynb #6676d40d

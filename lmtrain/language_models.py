@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from .backends import (FunctionBackend, LocalBackend, RemoteBackend, Reply, Request, RetryPolicy,
                               local_backend, retry_after_s)
-from .data_models import ParseFailure, parse_output
+from .parsing import ParseFailure, parse_output
 from .files import atomic_write
 from .local import SMOLLM2_NAME
 

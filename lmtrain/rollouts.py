@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .data_models import ParseFailure, parse_output
+from .parsing import ParseFailure, parse_output
 from .rewards import as_reward, score_batch
 
 # %% auto #0

@@ -377,9 +377,10 @@ def save(self: Trainer, path) -> Path:
 def load(self: Trainer, path):
     "Restore a checkpoint written by `save`; training continues exactly where it stopped."
     state = read_checkpoint(path)
-    saved = TrainConfig.model_validate_json(state["config"])
-    if saved.algo != self.config.algo or saved.lora.enabled != self.config.lora.enabled:
-        raise CheckpointError(f"checkpoint {path} is from a {saved.algo} run with lora={saved.lora.enabled}; "
+    saved = json.loads(state["config"])   # the config of the run that wrote it (a TrainConfig, or a larger tree built on one)
+    algo, lora = saved.get("algo"), (saved.get("lora") or {}).get("enabled")
+    if algo != self.config.algo or lora != self.config.lora.enabled:
+        raise CheckpointError(f"checkpoint {path} is from a {algo} run with lora={lora}; "
                               f"this trainer runs {self.config.algo} with lora={self.config.lora.enabled}")
     self.set_state(state["model"])
     self.load_optimizer_state(state["optimizer"])

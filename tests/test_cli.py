@@ -40,4 +40,20 @@ def test_bad_data_file_is_a_clear_error(tmp_path):
 def test_flags_come_from_the_config():
     from lmtrain.cli import parse_config
     cfg = parse_config(["train", "--algo", "grpo", "--group-size", "3", "--lora", "--no-save-model"])
-    assert (cfg.group_size, cfg.lora, cfg.save_model) == (3, True, False)
+    assert (cfg.sampling.group_size, cfg.lora.enabled, cfg.save_model) == (3, True, False)
+
+
+def test_every_option_of_the_tree_is_a_flag():
+    from lmtrain.cli import RunConfig, build_parser
+    from lmtrain.configs import leaf_fields
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {s for a in train._actions for s in a.option_strings}
+    assert [l.flag for l in leaf_fields(RunConfig) if l.flag not in flags] == []
+
+
+def test_python_m_lmtrain_runs_the_main_job(tiny_dir, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "lmtrain", "train", "--model", str(tiny_dir), "--steps", "1", "--group-size", "2",
+                           "--prompts-per-step", "2", "--max-new-tokens", "3", "--train-size", "4", "--eval-size", "2", "--val-size", "2",
+                           "--threads", "1", "--no-save-model", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1

@@ -136,9 +136,9 @@ def test_data_pointing_at_a_folder_is_a_dataset_error(tmp_path):
 def test_an_integer_past_pythons_digit_limit_is_a_dataset_error(tmp_path):
     f = tmp_path / "digits.jsonl"
     f.write_text('{"prompt": "ok", "answer": 1}\n{"prompt": "q", "answer": ' + "1" * 5000 + '}\n')
-    with pytest.raises(DatasetError, match=r"digits\.jsonl: invalid JSON after line 1: Exceeds the limit"): load_jsonl_pairs(f)
+    with pytest.raises(DatasetError, match=r"digits\.jsonl:2: invalid JSON \(Exceeds the limit"): load_jsonl_pairs(f)
     f.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q", "answer": ' + "1" * 5000 + '}\n')
-    with pytest.raises(DatasetError, match="after line 1"): gsm8k.load_split(f)
+    with pytest.raises(DatasetError, match=r"digits\.jsonl:2: invalid JSON"): gsm8k.load_split(f)
 
 
 def test_dataset_error_is_the_files_error():

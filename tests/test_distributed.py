@@ -146,12 +146,11 @@ def test_checkpoints_resume_across_world_sizes(runs, direction, engine):
 
 @pytest.mark.parametrize("engine,extra", [("ddp", []), ("fsdp", []), ("fsdp", ["--lora", "--beta", "0.1"])])
 def test_the_entry_script_runs_under_accelerate_launch(tmp_path, engine, extra):
-    "scripts/train_distributed.py, `lmtrain train`'s options on 2 processes: rank 0 writes one summary, every rollout, a loadable model."
+    "`lmtrain train` itself on 2 processes (`accelerate launch -m lmtrain train`): rank 0 writes one summary, every rollout, a loadable model."
     from transformers import AutoModelForCausalLM
-    script = Path(__file__).parents[1] / "scripts" / "train_distributed.py"
     out = tmp_path / "run"
     _run(_accelerate_launch(2, fsdp=engine == "fsdp") + [
-        str(script), "--model", "tiny", "--steps", "2", "--eval-every", "1", "--prompts-per-step", "2", "--group-size", "2",
+        "-m", "lmtrain", "train", "--model", "tiny", "--steps", "2", "--eval-every", "1", "--prompts-per-step", "2", "--group-size", "2",
         "--max-new-tokens", "4", "--train-size", "6", "--eval-size", "4", "--device", "cpu", "--out", str(out), *extra])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2

@@ -27,7 +27,10 @@ FLOORS = [
 FLOOR = {module: i for i, (_, modules) in enumerate(FLOORS) for module in modules}
 
 # Modules allowed past ~450 lines, each with its reason.
-LONG_MODULES = {}
+LONG_MODULES = {
+    "parsing": (520, "the robust parser and its one number grammar belong together (issue 10: 'one number parser'); "
+                     "about 420 lines of code, the rest nbdev cell headers"),
+}
 MAX_LINES = 450
 
 

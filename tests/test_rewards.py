@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from lmtrain.data_models import NumericalAnswer, NumericalAnswerWithThinking, ParseFailure
+from lmtrain.data_models import NumericalAnswer, NumericalAnswerWithThinking
+from lmtrain.parsing import ParseFailure
 from lmtrain.metrics import Accuracy, MeanReward, ParseFailureRate, PassAtK, compute_metrics, pass_at_k
 from lmtrain.rewards import (GSM8K_PATTERN, Breakdown, ExactMatch, FieldScore, FormatReward, FunctionReward,
                              KeywordCoverage, LengthReward, MathVerify, MathVerifyPool, StructureReward,

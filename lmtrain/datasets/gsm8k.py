@@ -11,7 +11,8 @@ import os, re
 from pathlib import Path
 
 from ..data_models import MathQuestion, NumericalAnswerWithThinking
-from . import DatasetError, dataset_cache_dir, download_file, get_field, read_rows
+from . import DatasetError, dataset_cache_dir, download_file, get_field
+from ..files import read_jsonl
 from ..files import sha256_file
 from ..parsing import MAX_CHARS, parse_gold_number
 
@@ -49,7 +50,7 @@ def parse_row(row: dict, path=None, line: int | None = None) -> tuple[MathQuesti
 def load_split(file) -> tuple[list[MathQuestion], list[NumericalAnswerWithThinking]]:
     "Read one GSM8K JSON-lines file as `(x, y)`; the first malformed row stops the load with a `DatasetError`."
     x, y = [], []
-    for line, row in read_rows(file):
+    for line, row in read_jsonl(file):
         question, answer = parse_row(row, file, line)
         x.append(question); y.append(answer)
     if not x: raise DatasetError("no rows: expected one JSON object per line", file)

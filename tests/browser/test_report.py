@@ -9,7 +9,7 @@ RUN = ROOT / "nbs" / "data" / "runs" / "addition_grpo"
 
 def test_report_of_a_real_run(browser, serve, artifacts, tmp_path):
     from lmtrain.callbacks import History
-    from lmtrain.cli import write_report
+    from lmtrain.reports import write_report
     from lmtrain.rollouts import load_rollouts
     for png in ("accuracy.png", "curves.png"): shutil.copy(RUN / png, tmp_path / png)
     write_report(tmp_path, json.loads((RUN / "summary.json").read_text()), load_rollouts(RUN / "eval_before.jsonl"),
