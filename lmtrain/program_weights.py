@@ -140,6 +140,12 @@ class WeightOptimizer(Optimizer):
 
     def check_program(self, program): weight_target(program)
 
+    def configure(self, **options) -> "WeightOptimizer":
+        "Change options by name (validated, and counted as given: `configure(steps=50)` fixes the run's length); returns the optimizer."
+        self.config = _train_config(self.algo, self.config, options)
+        self.explicit |= set(options); self.given.update(options)
+        return self
+
     def run_config(self, n: int, epochs: int, batch_size: int | None, seed: int | None) -> TrainConfig:
         "This fit's config: prompts per step, steps per epoch and steps from `fit`'s arguments unless the optimizer was given them."
         per_step = batch_size or self.config.prompts_per_step

@@ -365,20 +365,20 @@ def save_model(self: Trainer, path) -> Path:
 for f in (get_state, set_state, checkpoint_state, optimizer_state, load_optimizer_state, save, load, save_model):
     setattr(Trainer, f.__name__, f)
 
-# %% ../nbs/15_trainer.ipynb #f0a76eb9
+# %% ../nbs/15_trainer.ipynb #1805ed74
 def samples_from_rollouts(rollouts: Sequence, policy) -> tuple[Samples, torch.Tensor]:
-    "Rollouts as the `Samples` a loss reads (groups from `(step, group)`, in order of appearance), and per row whether its log-probs were logged."
+    "Rollouts as the `Samples` a loss reads (groups, the advantages' unit, from `(step, group)` in order of appearance), and per row whether its log-probs were logged."
     if not rollouts: raise ValueError("no rollouts to learn from")
+    for i, r in enumerate(rollouts):
+        if not r.prompt: raise ValueError(f"rollout {i} has no prompt: the prompt is needed to learn from its completion")
     keys = list(dict.fromkeys((r.step, r.group) for r in rollouts))
     group_of = {k: i for i, k in enumerate(keys)}
-    prompts = {}
-    for i, r in enumerate(rollouts):
-        if prompts.setdefault(group_of[r.step, r.group], r.prompt) != r.prompt:
-            raise ValueError(f"rollout {i} (step {r.step}, group {r.group}) has another prompt than its group's first: a group shares one prompt")
-        if not r.prompt: raise ValueError(f"rollout {i} has no prompt: the prompt is needed to learn from its completion")
-    texts = [prompts[g] for g in range(len(keys))]
+    texts = list(dict.fromkeys(r.prompt for r in rollouts))     # each distinct prompt encoded once
     ids, mask = policy.encode_prompts(texts)
+    prompt_of = torch.tensor([texts.index(r.prompt) for r in rollouts])
     rows = torch.tensor([group_of[r.step, r.group] for r in rollouts])
+    first = {}
+    for r in rollouts: first.setdefault(group_of[r.step, r.group], r.prompt)
     tokens, logged = [], []
     for r in rollouts:
         t = list(r.completion_tokens) or policy.tokenizer(r.completion, add_special_tokens=False)["input_ids"] + ([] if r.truncated else [policy.eos_ids[0]])
@@ -391,10 +391,10 @@ def samples_from_rollouts(rollouts: Sequence, policy) -> tuple[Samples, torch.Te
         completion_ids[i, :len(t)], completion_mask[i, :len(t)] = torch.tensor(t), 1
         if logged[i]: logprobs[i, :len(t)] = torch.tensor(r.logprobs)
     sizes = torch.bincount(rows)
-    samples = Samples(prompt_ids=ids[rows.to(ids.device)], prompt_mask=mask[rows.to(mask.device)], completion_ids=completion_ids.to(device),
+    samples = Samples(prompt_ids=ids[prompt_of.to(ids.device)], prompt_mask=mask[prompt_of.to(mask.device)], completion_ids=completion_ids.to(device),
                       completion_mask=completion_mask.to(device), logprobs=logprobs.to(device),
                       truncated=torch.tensor([bool(r.truncated) for r in rollouts], device=device), group=rows.to(device),
-                      texts=[r.completion for r in rollouts], prompts=texts, n=int(sizes.max()))
+                      texts=[r.completion for r in rollouts], prompts=[first[g] for g in range(len(keys))], n=int(sizes.max()))
     return samples, torch.tensor(logged)
 
 def learn_from_rollouts(self: Trainer, rollouts, step: int | None = None) -> StepResult:
