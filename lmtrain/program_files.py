@@ -356,6 +356,7 @@ def _saved_model_name(record: dict, generator) -> str | None:
 
 def load_weights(program, record: dict, folders: dict[str, Path], path=None):
     "Put a file's weights into the local models of `program`'s generators, in place (a backend already named after its folder and not yet loaded loads it by itself)."
+    if not folders: return
     from transformers import AutoModelForCausalLM
     from lmtrain.local import quiet_progress
     done = set()
