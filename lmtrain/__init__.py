@@ -13,7 +13,7 @@ import importlib
 _SUBMODULES = ("files", "configs", "testing", "data_models", "parsing", "datasets", "rewards", "metrics", "local", "decoding",
                "backends", "language_models", "generators", "programs", "program_files", "callbacks", "training",
                "optimizers", "judges", "plots", "utils", "policy", "samplers", "rollouts", "reinforce", "grpo", "trainer",
-               "finetuning", "tasks", "cli", "widgets", "diagnostics", "reports", "distributed")
+               "program_weights", "finetuning", "tasks", "cli", "widgets", "diagnostics", "reports", "distributed")
 
 _NAMES = {  # public name -> submodule that defines it
     "DataModel": "data_models", "ParseFailure": "parsing", "parse_output": "parsing",
@@ -31,7 +31,7 @@ _NAMES = {  # public name -> submodule that defines it
     "Sampler": "samplers", "PolicySampler": "samplers", "ServerSampler": "samplers", "SamplingConfig": "samplers",
     "Reinforce": "reinforce", "ReinforceConfig": "reinforce", "LossConfig": "reinforce", "Update": "reinforce",
     "GRPO": "grpo", "GRPOConfig": "grpo",
-    "Trainer": "trainer", "TrainConfig": "trainer",
+    "Trainer": "trainer", "TrainConfig": "trainer", "BetterTogether": "program_weights",
     "RolloutViewer": "widgets", "TrainingMonitor": "widgets", "ProgramInspector": "widgets",
     "diagnose": "diagnostics",
     "DistributedTrainer": "distributed", "make_accelerator": "distributed",
@@ -40,7 +40,8 @@ _NAMES = {  # public name -> submodule that defines it
 # %% ../nbs/00_api.ipynb #f6280eb3
 import importlib.abc, importlib.machinery, sys
 
-_ATTACHED_BY = {"lmtrain.programs": ("lmtrain.program_files", "lmtrain.training")}  # module -> floors that attach its methods
+_ATTACHED_BY = {"lmtrain.programs": ("lmtrain.program_files", "lmtrain.training"),   # module -> floors that attach its methods
+                "lmtrain.optimizers": ("lmtrain.program_weights",)}                    # ... or its names (GRPO, REINFORCE, BetterTogether)
 
 class _AttachFloors(importlib.abc.MetaPathFinder):
     "Right after a module of `_ATTACHED_BY` is executed, import the floors that attach methods to its classes."

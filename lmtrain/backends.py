@@ -296,6 +296,7 @@ class LocalBackend:
         self.name, self.model, self.tokenizer = name, model, tokenizer
         self.batcher = MicroBatcher(self._run_batch, max_batch=max_batch, max_wait_s=max_wait_s)
         self._load_lock = threading.Lock()
+        self.weights_changed = False  # set when `model` was trained or loaded in place (lesson 15b): a saved program then writes these weights
 
     def supports_schema(self) -> bool: return False
 

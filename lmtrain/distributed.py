@@ -174,7 +174,7 @@ class DataParallelGRPO(GRPO):
         self.accelerator, self.pad_id = accelerator, pad_id
 
     def train_on(self, learner, update, chunks) -> dict:
-        mine = sum(len(mini_batches(len(rows), self.config.mini_batch_size)) for _, rows, _ in chunks)
+        mine = sum(len(mini_batches(len(rows), self.config.mini_batch_size)) for _, rows, *_ in chunks)
         most = mine
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             counts = self.accelerator.gather(torch.tensor([mine], device=self.accelerator.device))

@@ -20,7 +20,8 @@ from .language_models import Completion, Outcome, prepare_messages
 # %% auto #0
 __all__ = ['FAILURE_KINDS', 'DEFAULT_INSTRUCTIONS', 'GenerationFailure', 'is_failure', 'failure_kind', 'failure_message',
            'check_data_model', 'Symbol', 'Input', 'is_symbolic', 'snake_case', 'Module', 'Example', 'as_json',
-           'to_example', 'complete', 'sampling', 'GeneratorCall', 'Generator', 'with_thinking', 'ChainOfThought']
+           'to_example', 'complete', 'reply_text', 'sampling', 'GeneratorCall', 'Generator', 'with_thinking',
+           'ChainOfThought']
 
 # %% ../nbs/06_generators.ipynb #f707fc35
 FAILURE_KINDS = ("parse_failure", "length", "refusal", "api_error", "timeout", "error", "upstream", "no_output")
@@ -172,6 +173,11 @@ def _merge_inputs(inputs):
 
 def _json_text(value: dict) -> str: return json.dumps(value, ensure_ascii=False)
 
+def reply_text(data_model, output: dict) -> str:
+    "How a demonstration's output is written in the prompt: the data model's own `render_reply(output)` if it has one, else its JSON."
+    render = getattr(data_model, "render_reply", None)
+    return render(output) if callable(render) else _json_text(output)
+
 # %% ../nbs/06_generators.ipynb #e619324d
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("lmtrain_program_trace", default=None)
 _SAMPLING: contextvars.ContextVar = contextvars.ContextVar("lmtrain_program_sampling", default={})
@@ -232,7 +238,7 @@ class Generator(Module):
         "The messages this generator writes for input `x`: instructions, examples, input (before the LM adds the schema)."
         messages = [{"role": "system", "content": self.instructions or DEFAULT_INSTRUCTIONS}]
         for e in self.examples:
-            messages += [{"role": "user", "content": _json_text(e.input)}, {"role": "assistant", "content": _json_text(e.output)}]
+            messages += [{"role": "user", "content": _json_text(e.input)}, {"role": "assistant", "content": reply_text(self.output_data_model, e.output)}]
         return messages + [{"role": "user", "content": _json_text(as_json(_merge_inputs(x)))}]
 
     def prepare(self, chat_messages: list[dict]) -> list[dict]:

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ScaleRewards', 'group_stds', 'group_advantages', 'zero_variance_groups', 'clipped_surrogate', 'kl_k3',
-           'reference_learner', 'grpo_loss', 'GRPOConfig', 'select_rows', 'mini_batches', 'GRPO']
+           'reference_learner', 'grpo_loss', 'GRPOConfig', 'select_rows', 'mini_batches', 'GRPO', 'learn_from']
 
 # %% ../nbs/14_grpo.ipynb #5a660cc2
 import math, time
@@ -186,12 +186,13 @@ class GRPO:
                 "truncated_rate": sum(bool(r.truncated) for r in rollouts) / len(rollouts)}
 
     def train_on(self, learner: Learner, update: Update, chunks) -> dict:
-        "Clipped-surrogate updates over the kept rows; old/reference log-probs only when needed."
+        "Clipped-surrogate updates over the kept rows; old/reference log-probs only when needed (a chunk's 4th item: logged behaviour log-probs, the ratio's denominator)."
         c, temperature = self.config, self.sampling.temperature
         batches = []
-        for samples, rows, adv in chunks:
+        for samples, rows, adv, *logged in chunks:
             for mb in mini_batches(len(rows), c.mini_batch_size):
                 b = select_rows(samples, rows[mb]); b.advantages = adv[rows[mb]]
+                b.behaviour = logged[0][rows[mb].to(logged[0].device)][:, :b.completion_ids.shape[1]] if logged and logged[0] is not None else None
                 batches.append(b)
         if not batches: return {"loss": 0.0, "n_updates": 0, "grad_norm": 0.0}   # nothing to learn from: no update
         needs_old = c.num_iterations * len(batches) > 1
@@ -200,7 +201,8 @@ class GRPO:
         with torch.no_grad():
             for b in batches:
                 args = (b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
-                b.old = learner.token_logprobs(*args, temperature=temperature)[0] if needs_old else None
+                if b.behaviour is not None: b.old = b.behaviour.to(b.completion_ids.device).float()
+                else: b.old = learner.token_logprobs(*args, temperature=temperature)[0] if needs_old else None
                 b.ref = self.reference.token_logprobs(*args, temperature=temperature)[0] if c.beta != 0.0 else None
         totals, n = {}, 0
         for _ in range(c.num_iterations):
@@ -217,3 +219,19 @@ class GRPO:
         logs["clip_ratio"] = logs.get("clip_low", 0.0) + logs.get("clip_high", 0.0)
         logs["skipped_nonfinite"] = totals.get("skipped_nonfinite", 0.0)
         return {**logs, "n_updates": n}
+
+# %% ../nbs/14_grpo.ipynb #9b1219a5
+def learn_from(self: GRPO, learner: Learner, update: Update, samples, rewards, behaviour_logprobs: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+    "One GRPO update from samples scored elsewhere: group advantages from `rewards`, the ratio against the logged log-probs when given; `(logs, advantages)`."
+    rewards = torch.as_tensor(rewards, dtype=torch.float32).cpu()
+    if len(rewards) != len(samples): raise ValueError(f"{len(rewards)} rewards for {len(samples)} samples: expected one per sample")
+    groups = torch.as_tensor(samples.group).cpu()
+    adv = group_advantages(rewards, groups, self.config.scale_rewards)
+    zero_var = zero_variance_groups(rewards, groups)
+    keep = torch.ones_like(zero_var) if self.config.zero_variance == "keep" else ~zero_var
+    chunks = [(samples, keep.nonzero().flatten(), adv, behaviour_logprobs)] if keep.any() else []
+    logs = self.train_on(learner, update, chunks)
+    return {**logs, "zero_var_frac": float(zero_var.float().mean()), "groups_trained": len(torch.unique(groups[keep])),
+            "advantage_abs": float(adv.abs().mean())}, adv
+
+GRPO.learn_from = learn_from

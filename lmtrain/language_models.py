@@ -21,9 +21,9 @@ from .local import SMOLLM2_NAME
 
 # %% auto #0
 __all__ = ['CONTENT_POLICY_CODES', 'DEFAULT_REMOTE_TIMEOUT_S', 'SAVED_LITELLM_KWARGS', 'Outcome', 'Usage', 'Completion',
-           'CompletionError', 'UsageTotals', 'track_usage', 'schema_of', 'format_instructions', 'response_format',
-           'as_messages', 'prepare_messages', 'completion_from_reply', 'request_key', 'default_cache_dir', 'DiskCache',
-           'classify_error', 'LanguageModel']
+           'CompletionError', 'UsageTotals', 'track_usage', 'schema_of', 'own_reply_format', 'format_instructions',
+           'response_format', 'as_messages', 'prepare_messages', 'completion_from_reply', 'request_key',
+           'default_cache_dir', 'DiskCache', 'classify_error', 'LanguageModel']
 
 # %% ../nbs/05_language_models.ipynb #7931c275
 class Outcome(str, enum.Enum):
@@ -156,9 +156,14 @@ def schema_of(data_model: type[BaseModel]) -> dict:
         raise TypeError(f"data_model must be a DataModel (pydantic) class, got {data_model!r}")
     return json.loads(_schema_json(data_model))
 
+def own_reply_format(data_model) -> bool:
+    "Does `data_model` define a reply format of its own (`reply_instructions()`, e.g. free text or '#### N') instead of JSON?"
+    return callable(getattr(data_model, "reply_instructions", None))
+
 def format_instructions(data_model: type[BaseModel]) -> str:
-    "The instructions that ask for a JSON reply following `data_model`'s schema (used when structured output is off)."
+    "The instructions that ask for a reply in `data_model`'s format: its own `reply_instructions()`, else a JSON object following its schema."
     schema_of(data_model)  # checks the type
+    if own_reply_format(data_model): return data_model.reply_instructions() or ""
     return "Reply with a single JSON object, and nothing else, that follows this JSON schema:\n" + _schema_json(data_model)
 
 def response_format(data_model: type[BaseModel]) -> dict:
@@ -181,6 +186,7 @@ def prepare_messages(messages, data_model: type[BaseModel] | None = None, struct
     messages = as_messages(messages)
     if data_model is None or structured: return messages
     instructions = format_instructions(data_model)
+    if not instructions: return messages   # a format of its own that needs no words (e.g. free text)
     if messages[0]["role"] == "system":
         messages[0]["content"] = f"{messages[0]['content']}\n\n{instructions}"
     else: messages.insert(0, {"role": "system", "content": instructions})
@@ -317,8 +323,8 @@ class LanguageModel:
     def __repr__(self): return f"LanguageModel(model={self.model!r}, temperature={self.temperature}, max_tokens={self.max_tokens})"
 
     def uses_structured_output(self, data_model) -> bool:
-        "Whether a schema goes to the provider as `response_format` (else into the prompt)."
-        if data_model is None or self.structured_output is False: return False
+        "Whether a schema goes to the provider as `response_format` (else into the prompt); never for a data model with a reply format of its own."
+        if data_model is None or self.structured_output is False or own_reply_format(data_model): return False
         if self.structured_output is True: return True
         if self._supports_schema is None: self._supports_schema = bool(self.backend.supports_schema())  # a table lookup: once
         return self._supports_schema

@@ -483,9 +483,19 @@ def _parse(text, model, max_chars: int):
     return ParseFailure(f"a JSON object {_describe(model)}{formats}", excerpt(text),
                         "no JSON object" + (" and no answer marker" if formats else "") + " found"), "failure"
 
+def _read_own(text, model) -> tuple:
+    "`(result, route)` from a data model's own reader `read_reply(text)` (a reply format of its own); its bugs are failures too."
+    out = model.read_reply(text)
+    if isinstance(out, (model, ParseFailure)): return out, "own" if out else "failure"
+    return ParseFailure(_describe(model), excerpt(text), f"{model.__name__}.read_reply returned {type(out).__name__}, expected a "
+                        f"{model.__name__} or a ParseFailure"), "failure"
+
 def parse_with_route(text, data_model, max_chars: int = MAX_CHARS) -> tuple:
-    "`(parse_output(text, data_model), route)`, route being how it parsed: `'json'`, `'json (repaired)'`, `'plain: ####'`, ... or `'failure'`."
-    try: return _parse(text, data_model, max_chars)
+    "`(parse_output(text, data_model), route)`, route being how it parsed: `'json'`, `'json (repaired)'`, `'plain: ####'`, `'own'`, ... or `'failure'`."
+    try:
+        if isinstance(text, str) and len(text) <= max_chars and callable(getattr(data_model, "read_reply", None)):
+            return _read_own(text, data_model)
+        return _parse(text, data_model, max_chars)
     except BaseException as err:  # last line of defence: a parser bug must not kill a training loop
         if isinstance(err, (KeyboardInterrupt, SystemExit)): raise
         name = getattr(data_model, "__name__", repr(data_model))

@@ -12,16 +12,18 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from .backends import LocalBackend
 from .data_models import DataModel, MathQuestion, NumericalAnswer, NumericalAnswerWithThinking
-from .files import FileFormatError, atomic_write, excerpt
+from .files import FileFormatError, atomic_dir, atomic_write, excerpt
 from .language_models import SAVED_LITELLM_KWARGS, LanguageModel
 from .programs import ChainOfThought, Generator, Input, Module, Program, load_program  # load_program: calls Program.from_file below
 
 # %% auto #0
 __all__ = ['MAX_SCHEMA_NODES', 'LANGUAGE_MODEL_SETTINGS', 'ENDPOINT_SETTINGS', 'PROGRAM_FORMAT', 'MAX_PROGRAM_BYTES',
            'class_path', 'register', 'resolve_class', 'data_model_spec', 'model_from_schema', 'data_model_from_spec',
-           'is_secret_setting', 'language_model_config', 'DataModelEntry', 'InputEntry', 'ModuleEntry', 'NodeEntry',
-           'ProgramConfig', 'ProgramState', 'ProgramFile', 'read_program_file', 'language_model_from_config',
+           'is_secret_setting', 'language_model_config', 'local_backend_of', 'weights_to_save', 'weights_dir',
+           'save_weights', 'DataModelEntry', 'InputEntry', 'ModuleEntry', 'NodeEntry', 'ProgramConfig', 'ProgramState',
+           'ProgramFile', 'read_program_file', 'weights_folders', 'load_weights', 'language_model_from_config',
            'load_program']
 
 # %% ../nbs/06a_program_files.ipynb #309bd209
@@ -191,13 +193,65 @@ Generator.get_config, Program.get_config = _generator_config, _program_config
 # %% ../nbs/06a_program_files.ipynb #90b61417
 PROGRAM_FORMAT = "lmtrain.program"
 
-def _save(self, path) -> Path:
-    "Write the program's state and config to one JSON file, whole or not at all; returns the path."
+def _save(self, path, weights="auto") -> Path:
+    "Write the program's state and config to one JSON file, whole or not at all, with the weights of its trained local models (see below); returns the path."
     record = {"format": PROGRAM_FORMAT, "version": 1, "name": self.name, "description": self.description,
               "state": self.get_state(), "config": self.get_config()}
+    folders = save_weights(self, path, weights)
+    if folders: record["weights"] = folders
     return atomic_write(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 Program.save = _save
+
+# %% ../nbs/06a_program_files.ipynb #7f0c1310
+def local_backend_of(generator) -> LocalBackend | None:
+    "The in-process backend behind a generator's language model; None for a remote model, a stand-in or none."
+    backend = getattr(getattr(generator, "language_model", None), "backend", None)
+    return backend if isinstance(backend, LocalBackend) else None
+
+def weights_to_save(program, weights="auto") -> dict:
+    "`{language model name: LocalBackend}` whose weights `program.save(path, weights)` writes."
+    if weights not in ("auto", True, False): raise ValueError(f"weights must be 'auto', True or False, got {weights!r}")
+    out = {}
+    for g in program.generators:
+        backend = local_backend_of(g)
+        if not weights or backend is None or (weights == "auto" and not backend.weights_changed): continue
+        name = g.language_model.model
+        if out.get(name, backend) is not backend:
+            raise ValueError(f"two different local models are both named {name!r} (generator {g.name!r}): "
+                             "give them distinct names (LanguageModel.from_transformers(..., name=...)) to save their weights")
+        out[name] = backend
+    return out
+
+def weights_dir(path) -> Path:
+    "The folder a program file's weights go to: `prog.json` -> `prog.weights`."
+    return Path(path).with_suffix(".weights")
+
+def _slug(name: str) -> str: return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80] or "model"
+
+def _write_model(backend: LocalBackend, folder: Path):
+    "Save a local backend's model (LoRA merged into a copy) and tokenizer as a transformers folder."
+    import copy
+    from lmtrain.local import quiet_progress
+    model, tokenizer = backend.load()
+    if callable(getattr(model, "merge_and_unload", None)) and hasattr(model, "peft_config"):
+        model = copy.deepcopy(model).merge_and_unload()
+    with quiet_progress():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+def save_weights(program, path, weights="auto") -> dict:
+    "Write the weights `weights_to_save` selects into `weights_dir(path)`; `{model name: folder relative to the file}`."
+    backends = weights_to_save(program, weights)
+    if not backends: return {}
+    root, names = weights_dir(path), {}
+    with atomic_dir(root) as tmp:
+        for name, backend in backends.items():
+            slug = _slug(name)
+            while slug in names.values(): slug += "_"
+            _write_model(backend, tmp / slug)
+            names[name] = slug
+    return {name: f"{root.name}/{slug}" for name, slug in names.items()}
 
 # %% ../nbs/06a_program_files.ipynb #949ec2fd
 class _Shape(BaseModel):
@@ -245,6 +299,7 @@ class ProgramFile(_Shape):
     description: str | None = None
     state: ProgramState
     config: ProgramConfig = Field(default_factory=ProgramConfig)
+    weights: dict[str, str] | None = None   # language model name -> folder of its trained weights, relative to the file
 
 # %% ../nbs/06a_program_files.ipynb #9525d043
 MAX_PROGRAM_BYTES = 64 << 20  # 64 MiB: thousands of examples fit; a larger file is refused unread
@@ -280,11 +335,54 @@ def _located(e: FileFormatError, path) -> FileFormatError:
     "The same error, naming the file when it did not yet."
     return e if e.path is not None else FileFormatError(e.reason, path, e.line, e.field)
 
+def weights_folders(shape: ProgramFile, path) -> dict[str, Path]:
+    "`{language model name: absolute folder}` of a file's weights, each checked: inside the file's folder, a transformers folder."
+    from lmtrain.local import is_transformers_folder
+    base, out = Path(path).resolve().parent, {}
+    for name, rel in (shape.weights or {}).items():
+        folder = (base / rel).resolve()
+        if Path(rel).is_absolute() or base not in folder.parents:
+            raise FileFormatError(f"weights folder {excerpt(rel)} is not inside the file's folder {base}", path, field=f"weights.{name}")
+        if not is_transformers_folder(folder):
+            raise FileFormatError(f"weights folder {folder} is missing or not a transformers model folder (config.json)", path, field=f"weights.{name}")
+        out[name] = folder
+    return out
+
+def _saved_model_name(record: dict, generator) -> str | None:
+    "The language model name the file recorded for `generator` (functional files), else its current one."
+    lm = ((((record.get("config") or {}).get("modules") or {}).get(generator.name) or {}).get("config") or {}).get("language_model")
+    if isinstance(lm, dict) and isinstance(lm.get("model"), str): return lm["model"]
+    return getattr(generator.language_model, "model", None)
+
+def load_weights(program, record: dict, folders: dict[str, Path], path=None):
+    "Put a file's weights into the local models of `program`'s generators, in place (a backend already named after its folder and not yet loaded loads it by itself)."
+    if not folders: return
+    from transformers import AutoModelForCausalLM
+    from lmtrain.local import quiet_progress
+    done = set()
+    for g in program.generators:
+        folder = folders.get(_saved_model_name(record, g))
+        if folder is None: continue
+        backend = local_backend_of(g)
+        if backend is None:
+            warnings.warn(f"{path}: weights {folder.name} not loaded: generator {g.name!r} has no local language model to hold them", stacklevel=3)
+            continue
+        if id(backend) in done or (backend.model is None and backend.name == f"local/{folder}"): continue
+        model, _ = backend.load()
+        with quiet_progress(): saved = AutoModelForCausalLM.from_pretrained(folder, dtype=next(model.parameters()).dtype)
+        try: model.load_state_dict(saved.state_dict())
+        except RuntimeError as e:
+            raise FileFormatError(f"weights {folder} do not fit generator {g.name!r}'s model: {str(e)[:300]}", path, field="weights") from None
+        backend.weights_changed = True
+        done.add(id(backend))
+
 def _load(self, path, max_bytes: int = MAX_PROGRAM_BYTES):
-    "Put the state saved in `path` back into this program; returns the program."
-    record, _ = read_program_file(path, max_bytes)
+    "Put the state saved in `path` back into this program, and the weights it names into its local models; returns the program."
+    record, shape = read_program_file(path, max_bytes)
+    folders = weights_folders(shape, path)
     try: self.set_state(record["state"])
     except (ValueError, TypeError) as e: raise FileFormatError(str(e), path, field="state") from None
+    load_weights(self, record, folders, path)
     return self
 
 Program.load = _load
@@ -308,8 +406,8 @@ def language_model_from_config(config, where: str = "language_model", trust_endp
     except (TypeError, ValueError) as e: raise FileFormatError(f"cannot build the language model: {str(e)[:300]}", field=where) from None
 
 # %% ../nbs/06a_program_files.ipynb #76d4dbcc
-def _module_from_entry(name: str, entry, custom: dict, language_model, trust_endpoints: bool) -> Module:
-    "One module of a functional program file, built from a registered or given class and its checked config."
+def _module_from_entry(name: str, entry, custom: dict, language_model, trust_endpoints: bool, weights: dict | None = None) -> Module:
+    "One module of a functional program file, built from a registered or given class and its checked config (a language model with saved weights runs them)."
     where = f"config.modules.{name}"
     cls, config = resolve_class(entry.class_, Module, f"{where}.class", custom), dict(entry.config)
     if "data_model" in config:
@@ -319,11 +417,17 @@ def _module_from_entry(name: str, entry, custom: dict, language_model, trust_end
             raise FileFormatError(message, field=f"{where}.config.data_model.{field}") from None
         config["data_model"] = data_model_from_spec(spec, custom, f"{where}.config.data_model")
     if "language_model" in config:
-        config["language_model"] = language_model or language_model_from_config(config["language_model"], f"{where}.config.language_model", trust_endpoints)
+        lm_config = config["language_model"]
+        if language_model is None and isinstance(lm_config, dict) and (weights or {}).get(lm_config.get("model")) is not None:
+            backend = weights[lm_config["model"]]        # one fresh backend per folder, shared by the generators that use it
+            lm_config = {**lm_config, "model": backend.name}
+            config["language_model"] = language_model_from_config(lm_config, f"{where}.config.language_model", trust_endpoints)
+            config["language_model"].backend = backend
+        else: config["language_model"] = language_model or language_model_from_config(lm_config, f"{where}.config.language_model", trust_endpoints)
     try: return cls(**config)
     except (TypeError, ValueError) as e: raise FileFormatError(f"cannot build {cls.__name__}: {str(e)[:300]}", field=f"{where}.config") from None
 
-def _graph_from_config(config: ProgramConfig, custom: dict, language_model, trust_endpoints: bool) -> Program:
+def _graph_from_config(config: ProgramConfig, custom: dict, language_model, trust_endpoints: bool, weights: dict | None = None) -> Program:
     "A functional program rebuilt from a checked config: inputs, modules, then each node once its parents exist."
     for key in ("inputs", "modules", "nodes", "outputs"):
         if getattr(config, key) is None: raise FileFormatError("missing: a functional program file needs inputs, modules, nodes and outputs", field=f"config.{key}")
@@ -331,7 +435,7 @@ def _graph_from_config(config: ProgramConfig, custom: dict, language_model, trus
     for i, entry in enumerate(config.inputs):
         spec = entry.data_model.model_dump(by_alias=True)
         symbols[entry.id] = Input(data_model=data_model_from_spec(spec, custom, f"config.inputs.{i}.data_model"), name=entry.name)
-    modules = {name: _module_from_entry(name, entry, custom, language_model, trust_endpoints) for name, entry in config.modules.items()}
+    modules = {name: _module_from_entry(name, entry, custom, language_model, trust_endpoints, weights) for name, entry in config.modules.items()}
     for i, node in enumerate(config.nodes):
         if node.module not in modules: raise FileFormatError(f"names module {node.module!r}; the file's modules are {sorted(modules)}", field=f"config.nodes.{i}.module")
         missing = [p for p in node.parents if p not in symbols]
@@ -353,6 +457,8 @@ def _from_file(cls, path, language_model=None, custom_objects=None, trust_endpoi
     "A new program from a file, built only from lmtrain's registered classes and `custom_objects`; then its state is loaded."
     _, shape = read_program_file(path, max_bytes)
     custom = _custom_table(custom_objects)
+    # a model trained with the program is loaded from its folder: a fresh backend, named after the folder (not a shared one)
+    weights = {name: LocalBackend(f"local/{folder}") for name, folder in weights_folders(shape, path).items()}
     try:
         if cls is Program and shape.config.nodes is None:  # a subclass saved it: the file names the class to build
             cls = resolve_class(shape.config.class_, Program, "config.class", custom)
@@ -361,7 +467,7 @@ def _from_file(cls, path, language_model=None, custom_objects=None, trust_endpoi
             try: program = cls(**init_kwargs)
             except TypeError as e: raise TypeError(f"{path}: could not build {cls.__name__}(**{sorted(init_kwargs)}): {e}; "
                                                    f"call {cls.__name__}.from_file(path, **the_init_arguments)") from None
-        else: program = _graph_from_config(shape.config, custom, language_model, trust_endpoints)
+        else: program = _graph_from_config(shape.config, custom, language_model, trust_endpoints, weights)
     except FileFormatError as e: raise _located(e, path) from None
     return program.load(path, max_bytes)
 

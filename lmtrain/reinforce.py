@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['Baseline', 'Aggregation', 'discounted_returns', 'terminal_reward_credit', 'group_ids', 'group_means',
            'leave_one_out_baseline', 'MovingAverageBaseline', 'reinforce_advantages', 'masked_mean', 'aggregate_loss',
-           'reinforce_loss', 'Update', 'rollout_stats', 'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce']
+           'reinforce_loss', 'Update', 'rollout_stats', 'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce',
+           'learn_from']
 
 # %% ../nbs/13_reinforce.ipynb #7225a7a2
 import math, random, time
@@ -213,3 +214,26 @@ class Reinforce:
                 "entropy": float(masked_mean(entropy.detach(), mask)), "advantage_abs": float(adv.abs().mean()),
                 "time_generate": t1 - t0, "time_train": time.perf_counter() - t1}
         return StepResult(logs, rollouts)
+
+# %% ../nbs/13_reinforce.ipynb #6b5a476f
+def learn_from(self: Reinforce, learner, update: Update, samples, rewards, behaviour_logprobs: torch.Tensor | None = None,
+               max_ratio: float | None = 2.0) -> tuple[dict, torch.Tensor]:
+    "One update from samples scored elsewhere: advantages from `rewards`, each token weighted by min(pi/mu, max_ratio) against the logged log-probs mu when given; `(logs, advantages)`."
+    rewards = torch.as_tensor(rewards, dtype=torch.float32).cpu()
+    if len(rewards) != len(samples): raise ValueError(f"{len(rewards)} rewards for {len(samples)} samples: expected one per sample")
+    adv = self.advantages(rewards, torch.as_tensor(samples.group).cpu())
+    mask = samples.completion_mask
+    learner.model.train()
+    logprobs, entropy = learner.token_logprobs(samples.prompt_ids, samples.prompt_mask, samples.completion_ids, mask,
+                                               temperature=self.sampling.temperature)
+    logs = {}
+    if behaviour_logprobs is not None:
+        ratio = torch.exp(logprobs - behaviour_logprobs.to(logprobs))
+        logs = {"ratio_mean": float(masked_mean(ratio.detach(), mask)), "ratio_max": float((ratio.detach() * mask).max())}
+        logprobs = ratio.clamp(max=max_ratio) if max_ratio else ratio      # the loss below is then -credit x ratio
+    loss = self.loss_of(logprobs, entropy, adv, mask)
+    stats = update(loss, learner)
+    return {"loss": float(loss.detach()), **logs, **stats, "entropy": float(masked_mean(entropy.detach(), mask)),
+            "advantage_abs": float(adv.abs().mean()), "n_updates": 1}, adv
+
+Reinforce.learn_from = learn_from

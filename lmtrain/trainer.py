@@ -8,7 +8,8 @@ __all__ = ['CHECKPOINT_FORMAT', 'PROGRESS_METRICS', 'OptimConfig', 'LoraConfig',
            'write_checkpoint', 'read_checkpoint', 'evaluate_policy', 'matmul_roofline', 'forward_flops',
            'default_prompt', 'mean_logs', 'free_cpu_threads', 'seed_everything', 'Trainer', 'train_step', 'throughput',
            'log_rollouts', 'evaluate', 'fit', 'epoch_logs', 'get_state', 'set_state', 'checkpoint_state',
-           'optimizer_state', 'load_optimizer_state', 'save', 'load', 'save_model']
+           'optimizer_state', 'load_optimizer_state', 'save', 'load', 'save_model', 'samples_from_rollouts',
+           'learn_from_rollouts']
 
 # %% ../nbs/15_trainer.ipynb #bdec8358
 import json, math, os, random, time, warnings
@@ -23,7 +24,7 @@ from .configs import Config
 from .decoding import fold_seed
 from .files import atomic_dir, recover_dir, sha256_file
 from .grpo import GRPO, GRPOConfig
-from .policy import Learner, is_peft_model
+from .policy import Learner, Samples, is_peft_model
 from .reinforce import LossConfig, Reinforce, ReinforceConfig, StepResult, Update
 from .samplers import PolicySampler, SamplingConfig
 
@@ -404,3 +405,62 @@ def save_model(self: Trainer, path) -> Path:
 
 for f in (get_state, set_state, checkpoint_state, optimizer_state, load_optimizer_state, save, load, save_model):
     setattr(Trainer, f.__name__, f)
+
+# %% ../nbs/15_trainer.ipynb #1805ed74
+def samples_from_rollouts(rollouts: Sequence, policy) -> tuple[Samples, torch.Tensor]:
+    "Rollouts as the `Samples` a loss reads (groups, the advantages' unit, from `(step, group)` in order of appearance), and per row whether its log-probs were logged."
+    if not rollouts: raise ValueError("no rollouts to learn from")
+    for i, r in enumerate(rollouts):
+        if not r.prompt: raise ValueError(f"rollout {i} has no prompt: the prompt is needed to learn from its completion")
+    keys = list(dict.fromkeys((r.step, r.group) for r in rollouts))
+    group_of = {k: i for i, k in enumerate(keys)}
+    texts = list(dict.fromkeys(r.prompt for r in rollouts))     # each distinct prompt encoded once
+    ids, mask = policy.encode_prompts(texts)
+    prompt_of = torch.tensor([texts.index(r.prompt) for r in rollouts])
+    rows = torch.tensor([group_of[r.step, r.group] for r in rollouts])
+    first = {}
+    for r in rollouts: first.setdefault(group_of[r.step, r.group], r.prompt)
+    tokens, logged = [], []
+    for r in rollouts:
+        t = list(r.completion_tokens) or policy.tokenizer(r.completion, add_special_tokens=False)["input_ids"] + ([] if r.truncated else [policy.eos_ids[0]])
+        tokens.append(t or [policy.eos_ids[0]])
+        logged.append(len(r.logprobs) == len(t) > 0 and all(math.isfinite(x) for x in r.logprobs))
+    T, N, device = max(map(len, tokens)), len(rollouts), policy.device
+    completion_ids = torch.full((N, T), policy.pad_id, dtype=torch.long)
+    completion_mask, logprobs = torch.zeros((N, T), dtype=torch.long), torch.zeros((N, T))
+    for i, (t, r) in enumerate(zip(tokens, rollouts)):
+        completion_ids[i, :len(t)], completion_mask[i, :len(t)] = torch.tensor(t), 1
+        if logged[i]: logprobs[i, :len(t)] = torch.tensor(r.logprobs)
+    sizes = torch.bincount(rows)
+    samples = Samples(prompt_ids=ids[prompt_of.to(ids.device)], prompt_mask=mask[prompt_of.to(mask.device)], completion_ids=completion_ids.to(device),
+                      completion_mask=completion_mask.to(device), logprobs=logprobs.to(device),
+                      truncated=torch.tensor([bool(r.truncated) for r in rollouts], device=device), group=rows.to(device),
+                      texts=[r.completion for r in rollouts], prompts=[first[g] for g in range(len(keys))], n=int(sizes.max()))
+    return samples, torch.tensor(logged)
+
+def learn_from_rollouts(self: Trainer, rollouts, step: int | None = None) -> StepResult:
+    "One update of the trainer's algorithm from rollouts given as data (a list, or a JSONL file another run or sampler wrote); the logs and the rollouts with their advantages."
+    from lmtrain.rollouts import load_rollouts
+    t0 = time.perf_counter()
+    rollouts = [r.model_copy() for r in (load_rollouts(rollouts) if isinstance(rollouts, (str, os.PathLike)) else rollouts)]
+    samples, logged = samples_from_rollouts(rollouts, self.policy)
+    behaviour = samples.logprobs.clone()
+    if not logged.all():      # text-only rollouts: the current model's log-probs, i.e. treated as on-policy
+        r = (~logged).nonzero().flatten().to(samples.completion_ids.device)
+        with torch.no_grad():
+            behaviour[r] = self.learner.token_logprobs(samples.prompt_ids[r], samples.prompt_mask[r], samples.completion_ids[r],
+                                                       samples.completion_mask[r], temperature=self.algorithm.sampling.temperature)[0].float()
+    lr = self.optimizer.param_groups[0]["lr"]
+    logs, adv = self.algorithm.learn_from(self.learner, Update(self.optimizer, self.config.optim.max_grad_norm), samples,
+                                          [r.reward for r in rollouts], behaviour)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        self.scheduler.step()
+    if logs.get("n_updates", 1): self.sampler.sync_weights(self.learner.model)
+    for r, a in zip(rollouts, adv.tolist()): r.advantage = a
+    rewards = torch.tensor([float(r.reward) for r in rollouts])
+    step = self.step if step is None else step
+    return StepResult({"step": step + 1, "lr": lr, "reward_mean": float(rewards.mean()), "logged_frac": float(logged.float().mean()),
+                       "rollouts": len(rollouts), **logs, "time_train": time.perf_counter() - t0}, rollouts)
+
+Trainer.learn_from_rollouts = learn_from_rollouts

@@ -17,9 +17,9 @@ from .programs import Program, Trace, as_json, failure_kind, failure_message, is
 from .rewards import Breakdown, Reward, as_reward, failure as failed_reward
 
 # %% auto #0
-__all__ = ['DEFAULT_SAMPLING_TEMPERATURE', 'Optimizer', 'Compiled', 'compile_program', 'SampleResult', 'score_one', 'metric_name',
-           'compute_metric', 'takes_samples', 'summarize', 'check_data', 'sample_results', 'sample_logs',
-           'evaluate_results', 'evaluate_program', 'fit_program']
+__all__ = ['DEFAULT_SAMPLING_TEMPERATURE', 'Optimizer', 'Compiled', 'runs_own_fit', 'compile_program', 'SampleResult',
+           'score_one', 'metric_name', 'compute_metric', 'takes_samples', 'summarize', 'check_data', 'sample_results',
+           'sample_logs', 'evaluate_results', 'evaluate_program', 'fit_program']
 
 # %% ../nbs/07_training.ipynb #954d45fb
 class Optimizer:
@@ -46,6 +46,9 @@ class Optimizer:
     async def on_train_end(self, program, logs: dict):
         "Called once after the last epoch; may change the state (e.g. put back the best one seen)."
 
+    def check_program(self, program):
+        "Called by `compile`: refuse, with an error that says why, a program this optimizer cannot train."
+
     def get_state(self) -> dict: return {}
     def set_state(self, state: dict): pass
     def __repr__(self): return f"{type(self).__name__}(seed={self.seed})"
@@ -63,9 +66,14 @@ class Compiled:
     seed: int | None
     "Seed of batch shuffling and of the optimizer's choices when `fit` gets none."
 
+def runs_own_fit(optimizer) -> bool:
+    "Does `optimizer` run the training itself (an `async fit(program, x, y, ...)`, e.g. a weight optimizer)?"
+    return callable(getattr(optimizer, "fit", None))
+
 def _check_optimizer(optimizer):
     if optimizer is None: return None
     if isinstance(optimizer, type): raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance: {optimizer.__name__}()")
+    if runs_own_fit(optimizer): return optimizer
     missing = [h for h in ("on_train_begin", "on_epoch_begin", "step", "on_epoch_end", "on_train_end") if not callable(getattr(optimizer, h, None))]
     if missing: raise TypeError(f"optimizer {type(optimizer).__name__} lacks {missing}; subclass lmtrain.training.Optimizer")
     return optimizer
@@ -78,7 +86,9 @@ def compile_program(program, reward=None, optimizer=None, metrics=None, seed: in
     metrics = list(metrics or [])
     for i, m in enumerate(metrics):
         if isinstance(m, type): raise TypeError(f"metrics[{i}] is the class {m.__name__}; pass an instance: {m.__name__}()")
-    program.compiled = Compiled(reward, _check_optimizer(optimizer), metrics, seed)
+    optimizer = _check_optimizer(optimizer)
+    if callable(getattr(optimizer, "check_program", None)): optimizer.check_program(program)
+    program.compiled = Compiled(reward, optimizer, metrics, seed)
 
 # %% ../nbs/07_training.ipynb #0d54b06e
 @dataclass
@@ -271,15 +281,20 @@ async def _train_batch(program, compiled, x, y, indices, batch_size) -> list:
     return [score_one(compiled.reward, i, x[i], y[i], t) for i, t in zip(indices, traces)]
 
 # %% ../nbs/07_training.ipynb #4e8140f0
-async def fit_program(program, x=None, y=None, validation_data=None, epochs: int = 1, batch_size: int = 32, callbacks=None,
+async def fit_program(program, x=None, y=None, validation_data=None, epochs: int = 1, batch_size: int | None = None, callbacks=None,
                       shuffle: bool = True, seed: int | None = None, verbose: int = 1, validation_batch_size: int | None = None) -> History:
-    "Train the program's prompts: epochs of seeded, shuffled batches, the optimizer after each batch, validation after each epoch."
+    "Train the program: epochs of seeded, shuffled batches (`batch_size` default 32), the optimizer after each batch, validation after each epoch; an optimizer with its own `fit` runs it."
     compiled = _check_compiled(program, need_optimizer=True)
     x, y = check_data(x, y)
     validation_data = _check_validation(validation_data)
-    _check_positive("epochs", epochs); _check_positive("batch_size", batch_size)
+    _check_positive("epochs", epochs)
+    if batch_size is not None: _check_positive("batch_size", batch_size)
     for i, xi in enumerate(x): program.check_inputs(xi, f"x[{i}]")  # a wrong data model fails before any call
     seed = compiled.seed if seed is None else seed
+    if runs_own_fit(compiled.optimizer):
+        return await compiled.optimizer.fit(program, x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
+                                            callbacks=callbacks, seed=seed, verbose=verbose, validation_batch_size=validation_batch_size)
+    batch_size = batch_size or 32
     rng, optimizer = random.Random(seed), compiled.optimizer
     optimizer.rng = random.Random(optimizer.seed if optimizer.seed is not None else seed)
     steps = math.ceil(len(x) / batch_size)
