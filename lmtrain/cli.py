@@ -16,7 +16,8 @@ from .configs import Config, ConfigError, add_config_arguments, config_from_args
 from .files import atomic_write
 from .local import SMOLLM2_NAME
 from .tasks import TaskConfig
-from .trainer import CheckpointError, TrainConfig
+from .checkpoints import CheckpointError
+from .trainer import TrainConfig
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',

@@ -16,7 +16,8 @@ from .decoding import compute_context
 from .policy import Learner, Policy, Samples, is_peft_model, positions_run, token_logprobs
 from .reinforce import StepResult, Update
 from .samplers import PolicySampler
-from .trainer import Trainer, TrainConfig, evaluate_policy, make_algorithm, write_checkpoint
+from .checkpoints import write_checkpoint
+from .trainer import Trainer, TrainConfig, evaluate_policy, make_algorithm
 
 # %% auto #0
 __all__ = ['SUM_KEYS', 'MAX_KEYS', 'SHARE_KEYS', 'ScaleGrad', 'sharded_modules', 'hold_whole_weights', 'release_whole_weights',

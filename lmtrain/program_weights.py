@@ -13,7 +13,7 @@ from . import optimizers
 from .backends import LocalBackend
 from .callbacks import Callback, CallbackList, History
 from .configs import validated
-from .data_models import parse_output
+from .parsing import parse_output
 from .generators import Generator
 from .policy import Policy, is_peft_model
 from .program_files import local_backend_of

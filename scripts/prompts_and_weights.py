@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from lmtrain.data_models import DataModel, MathQuestion, ParseFailure
+from lmtrain.data_models import DataModel, MathQuestion
+from lmtrain.parsing import ParseFailure
 from lmtrain.datasets import format_number
 from lmtrain.datasets.synthetic import load_data
 from lmtrain.files import atomic_write
@@ -57,8 +58,7 @@ _NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
 
 def answer_metrics():
     "The main job's strict and format-free metrics (`lmtrain.rewards.answers` once the rewards package lands, `lmtrain.cli` before)."
-    try: from lmtrain.rewards.answers import HashAnswerCorrect, LastNumberCorrect
-    except ImportError: from lmtrain.cli import HashAnswerCorrect, LastNumberCorrect
+    from lmtrain.rewards.answers import HashAnswerCorrect, LastNumberCorrect
     return HashAnswerCorrect(), LastNumberCorrect()
 
 
