@@ -221,7 +221,7 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     from lmtrain.callbacks import ProgramCheckpoint
     from lmtrain.local import resolve_compute_dtype
     from lmtrain.policy import Policy
-    from lmtrain.rollouts import load_rollouts, save_rollouts
+    from lmtrain.rollouts import save_rollouts
     from lmtrain.tasks import load_task
     from lmtrain.trainer import free_cpu_threads
     started, out = time.perf_counter(), Path(config.out)

@@ -8,7 +8,7 @@ __all__ = ['by_step', 'per_step', 'mean_reward', 'mean_length', 'truncation_rate
 
 # %% ../nbs/18_reading_rollouts.ipynb #643767af
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from .rollouts import field
 

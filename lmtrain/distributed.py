@@ -14,7 +14,7 @@ import torch
 from .grpo import GRPO, mini_batches
 from .decoding import compute_context
 from .policy import Learner, Policy, Samples, is_peft_model, positions_run, token_logprobs
-from .reinforce import StepResult, Update
+from .reinforce import StepResult
 from .samplers import PolicySampler
 from .checkpoints import write_checkpoint
 from .trainer import Trainer, TrainConfig, evaluate_policy, make_algorithm

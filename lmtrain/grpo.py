@@ -7,7 +7,7 @@ __all__ = ['ScaleRewards', 'group_stds', 'group_advantages', 'zero_variance_grou
            'reference_learner', 'grpo_loss', 'GRPOConfig', 'select_rows', 'mini_batches', 'GRPO', 'learn_from']
 
 # %% ../nbs/14_grpo.ipynb #5a660cc2
-import math, time
+import time
 from types import SimpleNamespace
 from typing import Callable, Literal, Sequence
 

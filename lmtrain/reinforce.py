@@ -9,9 +9,9 @@ __all__ = ['Baseline', 'Aggregation', 'discounted_returns', 'terminal_reward_cre
            'learn_from']
 
 # %% ../nbs/13_reinforce.ipynb #7225a7a2
-import math, random, time
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from pydantic import Field

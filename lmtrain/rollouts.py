@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+
 from pathlib import Path
 from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .files import atomic_write
 
 from .parsing import ParseFailure, parse_output
 from .rewards import as_reward, score_batch
@@ -66,16 +68,7 @@ def save_rollouts(path: str | os.PathLike, rollouts: Sequence[Rollout], append: 
         with open(path, "a", encoding="utf-8") as f:
             f.write(lines)
         return path
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
+    return atomic_write(path, lines)
 
 def load_rollouts(path: str | os.PathLike, skip_bad_lines: bool = False) -> list[Rollout]:
     "Read rollouts from JSONL; a bad line raises an error naming file and line (or is skipped, with a warning, if asked)."
@@ -103,7 +96,6 @@ def _json_ready(value):
         return value.model_dump(mode="json")
     return json.loads(json.dumps(value, default=str))
 
-
 def targets_per_sample(y_true, samples) -> list:
     "One ground truth per sample row: `y_true` given per prompt (B) is repeated over each group; per sample (N) kept."
     if y_true is None:
@@ -115,16 +107,13 @@ def targets_per_sample(y_true, samples) -> list:
         return y_true
     raise ValueError(f"y_true has {len(y_true)} items; expected one per prompt ({groups}) or one per sample ({rows})")
 
-
 def parse_completions(texts: Sequence[str], output_model) -> list:
     "Each text parsed through `output_model` (a data model or a `ParseFailure`); None for all if there is no model."
     return [parse_output(t, output_model) if output_model is not None else None for t in texts]
 
-
 def token_texts_of(tokenizer, token_ids: list[int]) -> list[str]:
     "The text of each token on its own (for per-token displays)."
     return tokenizer.batch_decode([[t] for t in token_ids]) if tokenizer is not None else []
-
 
 def score_samples(samples, y_true, reward, output_model=None, step: int = 0, tokenizer=None,
                   reward_input: str = "text") -> list[Rollout]:

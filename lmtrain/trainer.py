@@ -12,7 +12,7 @@ __all__ = ['PROGRESS_METRICS', 'OptimConfig', 'LoraConfig', 'TrainConfig', 'make
 # %% ../nbs/15_trainer.ipynb #bdec8358
 import json, math, os, random, time, warnings
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from pydantic import Field
@@ -20,7 +20,7 @@ from pydantic import Field
 from .callbacks import CallbackList, History, ProgressBar
 from .configs import Config
 from .decoding import fold_seed
-from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from .checkpoints import CheckpointError, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .grpo import GRPO, GRPOConfig
 from .policy import Learner, Samples, is_peft_model
 from .reinforce import LossConfig, Reinforce, ReinforceConfig, StepResult, Update

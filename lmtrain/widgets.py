@@ -259,7 +259,6 @@ def rollouts_report_html(rollouts, by="logprob", tokenizer=None, compare=None, c
 # %% ../nbs/17_widgets.ipynb #20f7ca64
 import base64, io
 
-import matplotlib
 import matplotlib.pyplot as plt
 
 from .callbacks import Callback

@@ -12,7 +12,7 @@ import urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 
 from ..data_models import MathQuestion, NumericalAnswer
-from typing import Iterator
+
 from ..files import FileFormatError, atomic_writer, excerpt, read_jsonl, write_jsonl
 from ..parsing import MAX_CHARS, format_number, parse_gold_number
 
