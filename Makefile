@@ -9,26 +9,53 @@ OUT ?= runs/default
 # GSM8K as published, from the shared folder beside the checkout when there is one (no download needed).
 export LMTRAIN_DATA ?= $(if $(wildcard ../shared/data/gsm8k/test.jsonl),$(abspath ../shared/data),)
 
-.PHONY: install train test test-slow test-browser sync readme docs clean
+.PHONY: install train test check lint test-slow test-browser fuzz upgrade sync readme docs clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py settings.ini
+# The tested versions of every dependency (constraints.txt), so that a fresh install next month is this one.
+$(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	$(BIN)/pip check
 	touch $@
 
 train: install
 	$(BIN)/lmtrain train --out $(OUT)
 
-test: install sync
+test: install sync lint check
+
+# The tests themselves, in the environment VENV names (make upgrade runs them in a fresh one).
+check: install
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/pytest -q -p no:cacheprovider tests --ignore=tests/browser
 	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory test-browser
+
+# A static check of the package: undefined names, unused or redefined imports (pyflakes' rules), which no
+# notebook test can catch when a notebook cell imports what the exported module forgot.
+lint: install
+	$(BIN)/ruff check --select F lmtrain
+
+# The fuzz suites at nightly size (the default size runs in make test).
+fuzz: install
+	LMTRAIN_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz_text.py
+
+# The latest releases of every dependency in a fresh environment; when the tests pass, constraints.txt is rewritten.
+upgrade:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install -q --upgrade pip
+	.venv-latest/bin/pip install -q "$(TORCH_SPEC)"
+	.venv-latest/bin/pip install -q --upgrade -e ".[dev]"
+	.venv-latest/bin/pip check
+	touch .venv-latest/.installed
+	$(MAKE) --no-print-directory VENV=.venv-latest sync lint check
+	{ sed -n '1,2p' constraints.txt; .venv-latest/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.new
+	mv constraints.new constraints.txt
+	@echo "constraints.txt now pins the latest releases; commit it"
 
 # Headless Debian chromium driven by Playwright. Without chromium the browser tests are skipped,
 # unless LMTRAIN_REQUIRE_BROWSER=1 (CI sets it) makes that an error.
@@ -59,4 +86,4 @@ readme:
 	$(BIN)/jupyter nbconvert --to markdown --log-level WARN --stdout nbs/index.ipynb > README.md
 
 clean:
-	rm -rf $(VENV) _proc _docs docs/_build
+	rm -rf $(VENV) .venv-latest _proc _docs docs/_build
