@@ -33,6 +33,9 @@ class Callback:
     def on_test_begin(self, logs=None): "Called when an evaluation starts."
     def on_test_end(self, logs=None): "Called when an evaluation ends, with its numbers."
 
+    def state_dict(self) -> dict: "What a resumed run must give back to this callback (plain data; {} for a stateless one)."; return {}
+    def load_state_dict(self, state: dict): "Take back `state_dict()`'s data after `on_train_begin` of a resumed run."
+
 # %% ../nbs/07_callbacks.ipynb #abff948b
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
           "on_batch_begin", "on_batch_end", "on_test_begin", "on_test_end")
@@ -187,6 +190,13 @@ class ProgramCheckpoint(Callback):
     def on_train_begin(self, logs=None): self._warned, self._steps = False, 0
     def on_epoch_begin(self, epoch, logs=None): self._epoch = epoch
 
+    def state_dict(self) -> dict: return {"best": self.best, "best_epoch": self.best_epoch, "best_path": self.best_path,
+                                          "saved": list(self.saved)}
+    def load_state_dict(self, state: dict):
+        "A resumed run keeps the best value so far: its first epoch does not overwrite a better checkpoint."
+        self.best, self.best_epoch, self.best_path = state.get("best"), state.get("best_epoch"), state.get("best_path")
+        self.saved = list(state.get("saved", []))
+
     def on_batch_end(self, batch, logs=None):
         self._steps += 1
         if self.save_freq != "epoch" and self._steps % self.save_freq == 0: self._maybe_save(self._epoch, logs)
@@ -260,6 +270,11 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch, self.stop_training = epoch, True
             if self.verbose: print(f"epoch {epoch + 1}: early stop, {self.monitor} best {self.best} at epoch {(self.best_epoch or 0) + 1}")
+
+    def state_dict(self) -> dict: return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch}
+    def load_state_dict(self, state: dict):
+        "The patience count and best value of the interrupted run (the best weights themselves are not kept: see `ProgramCheckpoint`)."
+        self.wait, self.best, self.best_epoch = state.get("wait", 0), state.get("best", self.baseline), state.get("best_epoch")
 
     def on_train_end(self, logs=None):
         if self.restore_best and self.best_state is not None: _restore(self.model, self.best_state)

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 from .configs import Config, ConfigError, add_config_arguments, config_from_args
-from .files import atomic_write
+from .files import FileFormatError, atomic_write
 from .local import SMOLLM2_NAME
 from .tasks import TaskConfig
 from .checkpoints import CheckpointError
@@ -161,10 +161,17 @@ def evaluate_run(trainer, task, strict, format_free, step: int, samples: int = 0
 
 # %% ../nbs/16_cli.ipynb #116c5072
 def _drop_rollouts_after(path: Path, step: int) -> None:
-    "On resume: forget rollouts logged after the checkpoint (they will be sampled again, identically)."
+    "On resume: forget rollouts logged after the checkpoint (they will be sampled again, identically), and a last line a kill cut short."
     if not path.exists(): return
-    from lmtrain.files import read_jsonl, write_jsonl
-    write_jsonl(path, [row for _, row in read_jsonl(path) if row.get("step", 0) < step])
+    lines, kept = path.read_text(encoding="utf-8").split("\n"), []
+    for i, line in enumerate(lines):
+        if not line.strip(): continue
+        try: row = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1: break       # no newline after it: the append the kill interrupted
+            raise FileFormatError(f"invalid JSON (a rollout line cut short, not the last one): {line[:80]!r}", path, i + 1) from None
+        if row.get("step", 0) < step: kept.append(line + "\n")
+    atomic_write(path, "".join(kept))
 
 def step_seconds(history) -> dict:
     "Median seconds per step, split into generation and training, and median throughput."

@@ -105,7 +105,7 @@ def load_task(config: TaskConfig, reward: str | None = None, seed: int = 0) -> T
     else:
         from lmtrain.datasets.synthetic import load_data
         (xt, yt), (xe, ye) = load_data(config.task, n_train=config.train_size, n_test=config.eval_size, seed=seed,
-                                       low=config.low, high=config.high)
+                                       low=config.low, high=config.high, answer_format=None)   # bare questions: the instruction is ours
         task = Task(config.task, (xt, yt), (xe, ye), reward or "format_then_correct",
                     HASH_INSTRUCTION if config.instruction is None else config.instruction)
     return _split_examples(task, config.few_shot, seed) if config.few_shot else task

@@ -257,10 +257,13 @@ def fit(self: Trainer, steps: int | None = None, callbacks=None, resume_from=Non
     if resume_from is not None: self.load(resume_from)
     steps, per_epoch = steps or self.config.steps, max(self.config.eval_every, 1)
     bar = [ProgressBar(metrics=PROGRESS_METRICS)] if progress else []
-    cbs = CallbackList([self.history, *(callbacks or []), *bar], model=self,
+    self.callbacks = list(callbacks or [])   # their states go into checkpoints (a resumed best-checkpoint keeps its best)
+    cbs = CallbackList([self.history, *self.callbacks, *bar], model=self,
                        epochs=math.ceil(steps / per_epoch), steps=min(per_epoch, steps), batch_size=self.config.prompts_per_step)
     due = lambda: self.checkpoint_dir is not None and self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0
     cbs.on_train_begin()
+    for cb, (name, state) in zip(self.callbacks, getattr(self, "_callback_states", [])):
+        if type(cb).__name__ == name: cb.load_state_dict(state)
     for epoch in range(self.step // per_epoch, math.ceil(steps / per_epoch)):
         if self.step >= steps: break          # resumed at or past the target: nothing left to do
         end = min((epoch + 1) * per_epoch, steps)
@@ -310,7 +313,8 @@ def checkpoint_state(self: Trainer) -> dict:
     return {"step": self.step, "model": self.get_state(), "optimizer": self.optimizer_state(),
             "scheduler": self.scheduler.state_dict(), "algorithm": self.algorithm.state_dict(),
             "rng": rng_state(), "history": self.history.to_json(), "config": self.config.model_dump_json(),
-            "nonfinite_steps": list(self.nonfinite_steps)}
+            "nonfinite_steps": list(self.nonfinite_steps),
+            "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in getattr(self, "callbacks", [])]}
 
 def optimizer_state(self: Trainer) -> dict: return self.optimizer.state_dict()
 def load_optimizer_state(self: Trainer, state: dict): self.optimizer.load_state_dict(state)
@@ -333,6 +337,7 @@ def load(self: Trainer, path):
     self.algorithm.load_state_dict(state["algorithm"])
     set_rng_state(state["rng"])
     self.step, self.nonfinite_steps = int(state["step"]), list(state.get("nonfinite_steps", []))
+    self._callback_states = [tuple(x) for x in state.get("callbacks", [])]   # handed to the callbacks when fit begins
     restored = History.from_json(state["history"])
     self.history.history, self.history.epoch, self.history.batch_logs = restored.history, restored.epoch, restored.batch_logs
     return self

@@ -287,7 +287,10 @@ class TrainingMonitor(Callback):
         self.redraw()
 
     def figure(self):
-        names = list(self.series)[: self.max_panels]
+        "The curves: those asked for, else the run's headline numbers first (reward, held-out score, throughput), then the rest."
+        first = self.metrics or ("reward_mean", "val_score", "val_format_free", "completion_len", "tokens_per_s", "mfu")
+        first = [m for m in first if m in self.series]
+        names = (first + [m for m in self.series if m not in first])[: self.max_panels]
         fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 2.6), squeeze=False)
         for ax, name in zip(axes[0], names):
             ax.plot(self.series[name], marker="." if len(self.series[name]) < 30 else None)
