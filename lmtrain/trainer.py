@@ -74,10 +74,12 @@ def apply_lora(model, config: LoraConfig | None = None, target_modules="all-line
                                                       target_modules=target_modules, task_type="CAUSAL_LM"))
 
 def make_optimizer(learner: Learner, config: OptimConfig):
-    "AdamW over the learner's trainable parameters."
+    "AdamW over the learner's trainable parameters; its fused kernel in one process (one pass over the weights, no temporaries)."
     params = learner.parameters()
     if not params: raise ValueError("the model has no trainable parameters (requires_grad is False everywhere)")
-    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    import torch.distributed as dist
+    fused = not (dist.is_available() and dist.is_initialized())   # sharded (DTensor) parameters take the portable kernel
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
 
 def make_scheduler(optimizer, config: TrainConfig, total_optimizer_steps: int | None = None):
     "Linear warm-up, then constant, linear or cosine decay to 0 over the run."
@@ -149,14 +151,25 @@ def mean_logs(records: list[dict]) -> dict:
         if vals and key not in ("epoch", "batch"): out[key] = sum(vals) / len(vals)
     return out
 
-def free_cpu_threads() -> int:
-    "Torch CPU threads worth using now: the cores not already busy (1-minute load average), at least 1."
+def _cpu_times() -> tuple[int, int]:
+    "(busy, total) jiffies of all CPUs since boot, from /proc/stat."
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+def free_cpu_threads(window_s: float = 0.3) -> int:
+    "Torch CPU threads worth using now: the cores idle over the last `window_s` seconds, at least 1."
     # Oversubscribed OpenMP threads wait on each other at every small op: on 2 shared, busy cores, sampling
-    # SmolLM2 with 1 thread took 3.9 s where 2 threads took 77 s (measured here).
+    # SmolLM2 with 1 thread took 3.9 s where 2 threads took 77 s (measured here). The load average would say
+    # the same, but it remembers the last minute: a run started right after another found "busy" cores idle.
     n = os.cpu_count() or 1
-    try: load = os.getloadavg()[0]
-    except (OSError, AttributeError): return n
-    return max(1, min(n, int(n - load + 0.5)))
+    try:
+        busy0, total0 = _cpu_times(); time.sleep(window_s); busy1, total1 = _cpu_times()
+        busy = n * (busy1 - busy0) / max(total1 - total0, 1)
+    except (OSError, ValueError, IndexError):
+        try: busy = os.getloadavg()[0]
+        except (OSError, AttributeError): return n
+    return max(1, min(n, int(n - busy + 0.5)))
 
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch."

@@ -32,7 +32,7 @@ sample std over seeds); lesson 15b plots it.
 """
 from __future__ import annotations
 
-import argparse, asyncio, copy, gc, json, math, re, statistics, sys, time
+import argparse, asyncio, copy, gc, json, re, statistics, time
 from pathlib import Path
 
 import torch
