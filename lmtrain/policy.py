@@ -9,15 +9,14 @@ import copy, time
 from dataclasses import dataclass, fields
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
-from .decoding import compute_context, decode, eos_ids_of, left_pad, model_call, positions_from_mask, sample_tokens, scale_logits, select_cache_rows
+from .decoding import compute_context, decode, eos_ids_of, left_pad, model_call, positions_from_mask, sample_tokens, select_cache_rows
 from .local import SMOLLM2_NAME, load_causal_lm
 
 # %% auto #0
 __all__ = ['LOGPROB_CHUNK', 'Samples', 'Policy', 'format_prompts', 'encode_prompts', 'sample', 'complete', 'completion_logits',
-           'shared_prompt_logits', 'logprobs_and_entropy', 'token_logprobs', 'positions_run', 'is_peft_model',
-           'Learner', 'AdapterOffLearner']
+           'shared_prompt_logits', 'LogprobEntropy', 'logprobs_and_entropy', 'token_logprobs', 'positions_run',
+           'is_peft_model', 'Learner', 'AdapterOffLearner']
 
 # %% ../nbs/11_policy.ipynb #fcd981ad
 @dataclass
@@ -178,22 +177,45 @@ def shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, complet
 
 LOGPROB_CHUNK = 256   # positions per slab: a [256, V] float32 slab is 48 MB for SmolLM2's 49,152 tokens
 
-def _logprob_entropy(logits: torch.Tensor, ids: torch.Tensor, temperature: float):
-    "Log-prob of `ids` and entropy, in float32, for a [N, V] slab of logits."
-    z = scale_logits(logits, temperature)
-    lse = z.logsumexp(-1)
-    return z.gather(-1, ids[:, None]).squeeze(-1) - lse, lse - (z.softmax(-1) * z).sum(-1)
+class LogprobEntropy(torch.autograd.Function):
+    "Log-probs of `ids` and entropies of softmax(logits / t) for `[N, V]` logits, in float32 slabs, with the gradient written out."
+    @staticmethod
+    def forward(ctx, logits, ids, temperature: float, chunk: int):
+        t = temperature if temperature > 0 else 1.0   # temperature 0 (greedy) scores the plain logits
+        n, work = len(logits), torch.promote_types(logits.dtype, torch.float32)   # float32, or float64 for float64 logits
+        lp, ent, lse = (torch.empty(n, dtype=work, device=logits.device) for _ in range(3))
+        for s in (slice(i, i + chunk) for i in range(0, n, chunk)):
+            z = logits[s].to(lp.dtype) / t   # a new tensor (an in-place op on float32 logits would change them)
+            top = z.amax(-1, keepdim=True)
+            e = (z - top).exp_()           # one exp per slab: logsumexp and the probabilities share it
+            total = e.sum(-1, keepdim=True)
+            lse[s] = (top + total.log()).squeeze(-1)
+            lp[s] = z.gather(-1, ids[s, None]).squeeze(-1) - lse[s]
+            ent[s] = lse[s] - (e.div_(total) * z).sum(-1)
+        ctx.save_for_backward(logits, ids, lse, ent)
+        ctx.t, ctx.chunk = t, chunk
+        ctx.set_materialize_grads(False)   # a caller that ignores the entropy sends no gradient for it
+        return lp, ent
+
+    @staticmethod
+    def backward(ctx, g_lp, g_ent):
+        logits, ids, lse, ent = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        for s in (slice(i, i + ctx.chunk) for i in range(0, len(logits), ctx.chunk)):
+            logp = (logits[s].to(lse.dtype) / ctx.t).sub_(lse[s, None])   # the slab's log-softmax, recomputed, never stored
+            p = logp.exp()
+            g = logp.add_(ent[s, None]).mul_(p).mul_(-g_ent[s, None]) if g_ent is not None else torch.zeros_like(p)
+            if g_lp is not None:
+                g.sub_(p.mul_(g_lp[s, None])).scatter_add_(-1, ids[s, None], g_lp[s, None])
+            grad[s] = g.div_(ctx.t)
+        return grad, None, None, None
 
 def logprobs_and_entropy(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,
                          chunk: int = LOGPROB_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-position log-probs of `ids` and entropies under softmax(logits / temperature), in float32, one slab of positions at a time."
     B, T, V = logits.shape
-    flat, flat_ids = logits.reshape(B * T, V), ids.reshape(B * T)
-    recompute = torch.is_grad_enabled() and logits.requires_grad   # backward recomputes each slab: never [B, T, V] in float32
-    parts = [checkpoint(_logprob_entropy, flat[i:i + chunk], flat_ids[i:i + chunk], temperature, use_reentrant=False)
-             if recompute else _logprob_entropy(flat[i:i + chunk], flat_ids[i:i + chunk], temperature)
-             for i in range(0, B * T or 1, chunk)]   # no position at all: one empty slab, still on the graph
-    return torch.cat([lp for lp, _ in parts]).view(B, T), torch.cat([h for _, h in parts]).view(B, T)
+    lp, ent = LogprobEntropy.apply(logits.reshape(B * T, V), ids.reshape(B * T), temperature, chunk)
+    return lp.view(B, T), ent.view(B, T)
 
 def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                    completion_mask: torch.Tensor, temperature: float = 1.0, share_prompts: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
