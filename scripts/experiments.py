@@ -1,0 +1,96 @@
+"""Run `lmtrain train` configurations over seeds, one after the other, and collect what the lessons plot.
+
+Each experiment is a name and the flags that set it apart from the main job's defaults; each (experiment, seed)
+runs once, in its own process, into `RUNS/<experiment>/s<seed>` (a run with a `summary.json` is done and skipped,
+so the queue can be stopped and started again). `collect` writes one small JSON per experiment group with, per run,
+the summary's numbers and the per-step curves (reward, completion length, clip ratio, KL, entropy, ...), which the
+lessons read from `nbs/data/evidence/`.
+
+    python scripts/experiments.py run ablation --seeds 0 1 2            # every experiment of the group
+    python scripts/experiments.py run ablation --only lr3e-5 --seeds 0  # one of them
+    python scripts/experiments.py collect ablation                      # -> nbs/data/evidence/ablation.json
+"""
+import argparse, json, os, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = Path(os.environ.get("LMTRAIN_EXPERIMENTS", ROOT / "runs" / "experiments"))
+EVIDENCE = ROOT / "nbs" / "data" / "evidence"
+
+GROUPS = {
+    # the main job's defaults, and one change at a time (issue 12: defaults chosen by evidence)
+    "ablation": {
+        "base": [],
+        "steps40": ["--steps", "40"],
+        "lr2e-5": ["--learning-rate", "2e-5"],
+        "lr4e-5": ["--learning-rate", "4e-5"],
+        "fewshot2": ["--few-shot", "2"],
+        "group8": ["--group-size", "8"],
+        "prompts8": ["--prompts-per-step", "8"],
+        "temp1.0": ["--temperature", "1.0"],
+        "tokens48": ["--max-new-tokens", "48"],
+        "mu2_mb12": ["--num-iterations", "2", "--mini-batch-size", "12"],
+        "resample": ["--zero-variance", "resample"],
+        "agg_token": ["--loss-aggregation", "token"],
+        "agg_constant": ["--loss-aggregation", "constant"],
+        "reward_correct": ["--reward", "correct"],
+        "lr2e-5_steps40": ["--learning-rate", "2e-5", "--steps", "40"],
+        "fewshot1": ["--few-shot", "1"],
+    },
+}
+
+SUMMARY_KEYS = ("accuracy_before", "accuracy_after", "accuracy_before_se", "accuracy_after_se", "format_free_before",
+                "format_free_after", "format_free_before_se", "format_free_after_se", "steps", "eval_problems",
+                "seconds_per_step_median", "generation_seconds_median", "training_seconds_median", "tokens_per_s_median",
+                "mfu_median", "train_seconds_this_run", "total_seconds_this_run", "compute_dtype", "metric", "reward")
+CURVES = ("reward_mean", "completion_len", "zero_var_frac", "clip_ratio", "kl", "entropy", "loss", "grad_norm",
+          "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu")
+
+
+def run(group: str, names: list[str], seeds: list[int], extra: list[str]):
+    experiments = GROUPS[group]
+    for name in names or list(experiments):
+        for seed in seeds:
+            out = RUNS / group / name / f"s{seed}"
+            if (out / "summary.json").exists(): continue
+            cmd = [sys.executable, "-m", "lmtrain", "train", "--seed", str(seed), "--out", str(out), "--overwrite",
+                   "--no-save-model", *experiments[name], *extra]
+            print(f"[{time.strftime('%H:%M:%S')}] {group}/{name} seed {seed}: {' '.join(cmd[3:])}", flush=True)
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            tail = done.stderr.strip().splitlines()[-1:] if done.returncode else done.stdout.strip().splitlines()[-1:]
+            print(f"    exit {done.returncode} in {time.perf_counter() - t0:.0f} s: {tail}", flush=True)
+
+
+def collect(group: str) -> Path:
+    out = {}
+    for folder in sorted((RUNS / group).glob("*/s*")):
+        if not (folder / "summary.json").exists(): continue
+        summary = json.loads((folder / "summary.json").read_text())
+        history = json.loads((folder / "history.json").read_text())
+        steps = history["batch_logs"]
+        record = {k: summary.get(k) for k in SUMMARY_KEYS}
+        record["curves"] = {k: [b.get(k) for b in steps] for k in CURVES if any(k in b for b in steps)}
+        record["val"] = {k: v for k, v in history["history"].items() if k.startswith("val_") or k == "step"}
+        record["flags"] = GROUPS.get(group, {}).get(folder.parent.name)
+        out.setdefault(folder.parent.name, {})[folder.name] = record
+    EVIDENCE.mkdir(parents=True, exist_ok=True)
+    path = EVIDENCE / f"{group}.json"
+    path.write_text(json.dumps(out, indent=1))
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=["run", "collect"])
+    ap.add_argument("group", choices=sorted(GROUPS))
+    ap.add_argument("--only", nargs="*", default=[], help="experiments of the group to run (default: all)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="flags added to every run")
+    args = ap.parse_args()
+    if args.action == "run": run(args.group, args.only, args.seeds, args.extra)
+    print(collect(args.group))
+
+
+if __name__ == "__main__":
+    main()
