@@ -37,6 +37,35 @@ GROUPS = {
         "lr2e-5_steps40": ["--learning-rate", "2e-5", "--steps", "40"],
         "fewshot1": ["--few-shot", "1"],
     },
+    # lesson 14b: the same budget through each estimator (the main job's defaults otherwise)
+    "algorithms": {
+        "reinforce_none": ["--algo", "reinforce", "--baseline", "none"],
+        "reinforce_batch_mean": ["--algo", "reinforce", "--baseline", "batch_mean"],
+        "rloo": ["--algo", "reinforce", "--baseline", "leave_one_out"],
+        "grpo": ["--algo", "grpo"],
+        "dr_grpo": ["--algo", "grpo", "--scale-rewards", "none", "--loss-aggregation", "constant"],
+        "dapo": ["--algo", "grpo", "--loss-aggregation", "token", "--zero-variance", "resample", "--mini-batch-size", "12"],
+    },
+    # every technique the course teaches, once on the real model (issue 12, item 5)
+    "techniques": {
+        "kl_copy": ["--beta", "0.04", "--reference", "copy"],
+        "kl_adapter": ["--lora", "--learning-rate", "2e-4", "--beta", "0.04", "--reference", "adapter"],
+        "lora": ["--lora", "--learning-rate", "2e-4"],
+        "entropy_bonus": ["--entropy-coef", "0.01"],
+        "mu2": ["--num-iterations", "2", "--mini-batch-size", "12"],
+        "reinforce": ["--algo", "reinforce"],
+    },
+    # the defaults, untouched, on tasks nobody tuned on, scored with math-verify (issue 12, item 7)
+    "generalise": {
+        "subtraction": ["--data", "nbs/data/tasks/subtraction.jsonl", "--reward", "math"],
+        "word_problems": ["--data", "nbs/data/tasks/word_problems.jsonl", "--reward", "math"],
+        "three_sum": ["--data", "nbs/data/tasks/three_sum.jsonl", "--reward", "math"],
+    },
+    # bf16 compute against float32 (issue 11: held-out accuracy within noise)
+    "precision": {
+        "bf16": ["--dtype", "bf16"],
+        "fp32": ["--dtype", "fp32"],
+    },
 }
 
 SUMMARY_KEYS = ("accuracy_before", "accuracy_after", "accuracy_before_se", "accuracy_after_se", "format_free_before",
@@ -57,7 +86,7 @@ def run(group: str, names: list[str], seeds: list[int], extra: list[str]):
                    "--no-save-model", *experiments[name], *extra]
             print(f"[{time.strftime('%H:%M:%S')}] {group}/{name} seed {seed}: {' '.join(cmd[3:])}", flush=True)
             t0 = time.perf_counter()
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)   # --data paths are relative to the repository
             tail = done.stderr.strip().splitlines()[-1:] if done.returncode else done.stdout.strip().splitlines()[-1:]
             print(f"    exit {done.returncode} in {time.perf_counter() - t0:.0f} s: {tail}", flush=True)
 
