@@ -38,13 +38,14 @@ GROUPS = {
         "fewshot1": ["--few-shot", "1"],
     },
     # lesson 14b: the same budget through each estimator (the main job's defaults otherwise)
-    "algorithms": {
-        "reinforce_none": ["--algo", "reinforce", "--baseline", "none"],
-        "reinforce_batch_mean": ["--algo", "reinforce", "--baseline", "batch_mean"],
-        "rloo": ["--algo", "reinforce", "--baseline", "leave_one_out"],
-        "grpo": ["--algo", "grpo"],
-        "dr_grpo": ["--algo", "grpo", "--scale-rewards", "none", "--loss-aggregation", "constant"],
-        "dapo": ["--algo", "grpo", "--loss-aggregation", "token", "--zero-variance", "resample", "--mini-batch-size", "12"],
+    "algorithms": {   # REINFORCE's three differ only in the baseline (sum / constant normaliser, as lesson 14b's step)
+        "reinforce_none": ["--algo", "reinforce", "--baseline", "none", "--loss-aggregation", "constant"],
+        "reinforce_batch_mean": ["--algo", "reinforce", "--baseline", "batch_mean", "--loss-aggregation", "constant"],
+        "rloo": ["--algo", "reinforce", "--baseline", "leave_one_out", "--loss-aggregation", "constant"],
+        "grpo": ["--algo", "grpo", "--scale-rewards", "group", "--loss-aggregation", "sequence", "--zero-variance", "keep"],
+        "dr_grpo": ["--algo", "grpo", "--scale-rewards", "none", "--loss-aggregation", "constant", "--zero-variance", "keep"],
+        "dapo": ["--algo", "grpo", "--scale-rewards", "group", "--loss-aggregation", "token", "--zero-variance", "resample",
+                 "--eps-high", "0.28", "--mini-batch-size", "12"],   # two updates per batch: the second is off-policy, so clip-higher acts
     },
     # every technique the course teaches, once on the real model (issue 12, item 5)
     "techniques": {
