@@ -41,7 +41,7 @@ lint: install
 
 # The fuzz suites at nightly size (the default size runs in make test).
 fuzz: install
-	LMTRAIN_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz_text.py
+	LMTRAIN_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz_text.py tests/test_fuzz_files.py
 
 # The latest releases of every dependency in a fresh environment; when the tests pass, constraints.txt is rewritten.
 upgrade:

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 from .configs import Config, ConfigError, add_config_arguments, config_from_args
-from .files import FileFormatError, atomic_write
+from .files import FileFormatError, atomic_write, excerpt
 from .local import SMOLLM2_NAME
 from .tasks import TaskConfig
 from .checkpoints import CheckpointError
@@ -163,15 +163,18 @@ def evaluate_run(trainer, task, strict, format_free, step: int, samples: int = 0
 def _drop_rollouts_after(path: Path, step: int) -> None:
     "On resume: forget rollouts logged after the checkpoint (they will be sampled again, identically), and a last line a kill cut short."
     if not path.exists(): return
-    lines, kept = path.read_text(encoding="utf-8").split("\n"), []
+    lines, kept = path.read_bytes().split(b"\n"), []   # bytes: a kill can cut a line inside a multi-byte character
     for i, line in enumerate(lines):
         if not line.strip(): continue
-        try: row = json.loads(line)
-        except ValueError:
+        try: row = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # also: not UTF-8 (UnicodeDecodeError is a ValueError), nested too deeply
             if i == len(lines) - 1: break       # no newline after it: the append the kill interrupted
-            raise FileFormatError(f"invalid JSON (a rollout line cut short, not the last one): {line[:80]!r}", path, i + 1) from None
-        if row.get("step", 0) < step: kept.append(line + "\n")
-    atomic_write(path, "".join(kept))
+            raise FileFormatError(f"invalid JSON (a rollout line cut short, not the last one): {excerpt(line)}", path, i + 1) from None
+        row_step = row.get("step", 0) if isinstance(row, dict) else None
+        if type(row_step) is not int:
+            raise FileFormatError(f"not a rollout: expected an object with an integer 'step', got {excerpt(row)}", path, i + 1)
+        if row_step < step: kept.append(line + b"\n")
+    atomic_write(path, b"".join(kept))
 
 def step_seconds(history) -> dict:
     "Median seconds per step, split into generation and training, and median throughput."

@@ -5,8 +5,9 @@
 # %% ../nbs/05_language_models.ipynb #c0a42199
 from __future__ import annotations
 
-import asyncio, contextlib, contextvars, dataclasses, enum, functools, hashlib, json, os, time
+import asyncio, contextlib, contextvars, dataclasses, enum, functools, hashlib, json, os, threading, time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,10 +21,10 @@ from .files import atomic_write
 from .local import SMOLLM2_NAME
 
 # %% auto #0
-__all__ = ['CONTENT_POLICY_CODES', 'DEFAULT_REMOTE_TIMEOUT_S', 'SAVED_LITELLM_KWARGS', 'Outcome', 'Usage', 'Completion',
-           'CompletionError', 'UsageTotals', 'track_usage', 'schema_of', 'own_reply_format', 'format_instructions',
-           'response_format', 'as_messages', 'prepare_messages', 'completion_from_reply', 'request_key',
-           'default_cache_dir', 'DiskCache', 'classify_error', 'LanguageModel']
+__all__ = ['PARSE_THREADS', 'CONTENT_POLICY_CODES', 'DEFAULT_REMOTE_TIMEOUT_S', 'SAVED_LITELLM_KWARGS', 'Outcome', 'Usage',
+           'Completion', 'CompletionError', 'UsageTotals', 'track_usage', 'schema_of', 'own_reply_format',
+           'format_instructions', 'response_format', 'as_messages', 'prepare_messages', 'parse_pool', 'needs_reading',
+           'completion_from_reply', 'request_key', 'default_cache_dir', 'DiskCache', 'classify_error', 'LanguageModel']
 
 # %% ../nbs/05_language_models.ipynb #7931c275
 class Outcome(str, enum.Enum):
@@ -33,7 +34,7 @@ class Outcome(str, enum.Enum):
     LENGTH = "length"                # the reply was cut off at max_tokens
     REFUSAL = "refusal"              # the provider or model refused (content policy, refusal field)
     API_ERROR = "api_error"          # the provider returned an error (after retries, if retryable)
-    TIMEOUT = "timeout"              # no reply within the per-call timeout (after retries)
+    TIMEOUT = "timeout"              # no reply, or none read, within the per-call timeout (after retries)
 
     def __str__(self): return self.value
 
@@ -198,13 +199,28 @@ def _parse(text: str, data_model) -> BaseModel | ParseFailure:
     except Exception as e:  # the parser promises not to raise; if it does, the call still ends in a value
         return ParseFailure(expected=data_model.__name__, got=text[:200], message=f"parser raised {type(e).__name__}: {e}")
 
-def completion_from_reply(reply: Reply, data_model=None, *, model: str = "", max_tokens: int | None = None, **extra) -> Completion:
-    "Turn a backend reply into a typed `Completion` (refusal > length > parse failure > ok)."
+PARSE_THREADS = 32   # like max_concurrency's default: a quick read never queues behind a slow one on a busy model
+_PARSE_POOL, _PARSE_POOL_LOCK = (None, None), threading.Lock()
+
+def parse_pool() -> ThreadPoolExecutor:
+    "The threads that read replies, made on first use (and again in a forked child: threads do not survive a fork)."
+    global _PARSE_POOL
+    with _PARSE_POOL_LOCK:
+        if _PARSE_POOL[1] != os.getpid(): _PARSE_POOL = (ThreadPoolExecutor(PARSE_THREADS, "lmtrain-parse"), os.getpid())
+        return _PARSE_POOL[0]
+
+def needs_reading(reply: Reply, data_model) -> bool:
+    "Whether a reply is parsed at all: a data model was asked for and the model did not refuse."
+    return data_model is not None and not (reply.refusal or reply.finish_reason == "content_filter")
+
+def completion_from_reply(reply: Reply, data_model=None, *, model: str = "", max_tokens: int | None = None,
+                          parsed: BaseModel | ParseFailure | None = None, **extra) -> Completion:
+    "Turn a backend reply into a typed `Completion` (refusal > length > parse failure > ok); `parsed`: the reply already read, else it is read here."
     usage = Usage(reply.prompt_tokens, reply.completion_tokens, reply.cost)
     base = dict(text=reply.text or "", model=model, finish_reason=reply.finish_reason, usage=usage, **extra)
     if reply.refusal or reply.finish_reason == "content_filter":
         return Completion(Outcome.REFUSAL, error=f"the model refused: {reply.refusal or 'content filter'}", **base)
-    parsed = _parse(reply.text or "", data_model) if data_model is not None else None
+    if parsed is None and data_model is not None: parsed = _parse(reply.text or "", data_model)
     data = parsed if isinstance(parsed, BaseModel) else None
     if reply.finish_reason == "length":
         return Completion(Outcome.LENGTH, data=data, error=f"the reply was cut off at max_tokens={max_tokens}", **base)
@@ -347,21 +363,37 @@ class LanguageModel:
                        response_format=response_format(data_model) if structured else None,
                        timeout=self.timeout if timeout is None else timeout)
 
-    async def _attempts(self, request: Request) -> tuple[Reply | BaseException, int]:
-        "Call the backend until a reply, a final error, or the retries run out; returns (reply or error, attempts)."
-        attempt = 0
+    async def _attempts(self, request: Request) -> tuple[Reply | BaseException, int, float]:
+        "Call the backend until a reply, a final error, or the retries run out; returns (reply or error, attempts, when the last attempt's timeout began)."
+        attempt, began = 0, time.perf_counter()
         while True:
             attempt += 1
             try:
                 async with self._semaphore():
-                    if request.timeout is None: return await self.backend.complete(request), attempt
-                    return await asyncio.wait_for(self.backend.complete(request), request.timeout), attempt
+                    began = time.perf_counter()   # the timeout counts from here: the wait for a seat is not the provider's
+                    if request.timeout is None: return await self.backend.complete(request), attempt, began
+                    return await asyncio.wait_for(self.backend.complete(request), request.timeout), attempt, began
             except asyncio.CancelledError: raise
             except Exception as e:
                 outcome, retryable = classify_error(e)
                 if outcome == Outcome.TIMEOUT: retryable = self.retry.retry_timeouts
-                if not retryable or attempt > self.retry.max_retries: return e, attempt
+                if not retryable or attempt > self.retry.max_retries: return e, attempt, began
                 await asyncio.sleep(self.retry.delay(attempt - 1, retry_after_s(e)))
+
+    async def _read(self, text: str, data_model, seconds: float | None) -> BaseModel | ParseFailure | TimeoutError:
+        "`text` parsed into `data_model` on a worker thread, or a `TimeoutError` when `seconds` run out first."
+        read = functools.partial(contextvars.copy_context().run, _parse, text, data_model)   # as asyncio.to_thread does
+        work = asyncio.get_running_loop().run_in_executor(parse_pool(), read)
+        try: return await asyncio.wait_for(work, None if seconds is None else max(0.0, seconds))
+        except asyncio.TimeoutError: return TimeoutError()  # the thread finishes the read alone; its result is dropped
+
+    def _unread(self, reply: Reply, data_model, request: Request, extra: dict) -> Completion:
+        "A reply that came in time but was not read in what was left of the timeout: a `timeout` that keeps the text and the usage."
+        text = reply.text or ""
+        return Completion(Outcome.TIMEOUT, text=text, model=self.model, finish_reason=reply.finish_reason,
+                          usage=Usage(reply.prompt_tokens, reply.completion_tokens, reply.cost),
+                          error=f"the reply ({len(text):,} characters) was not read into {data_model.__name__} "
+                                f"within the {request.timeout} s timeout", **extra)
 
     async def __call__(self, messages, data_model: type[BaseModel] | None = None, *, temperature: float | None = None,
                        max_tokens: int | None = None, timeout: float | None = None, cache: bool | None = None,
@@ -373,17 +405,24 @@ class LanguageModel:
         key = request_key(self.model, request.messages, request.params,
                           request.response_format or (schema_of(data_model) if data_model else None), sample_index) if use_cache else None
         reply, attempts, cached = (self.cache.get(key) if use_cache else None), 0, False
+        began = time.perf_counter()   # a cached reply gets the whole timeout for its reading
         if reply is not None: cached = True
         else:
             try:
                 if hasattr(self.backend, "prepare"): await self.backend.prepare()  # e.g. load a local model, untimed
-                reply, attempts = await self._attempts(request)
+                reply, attempts, began = await self._attempts(request)
             except asyncio.CancelledError: raise
             except Exception as e: reply, attempts = e, attempts + 1  # defensive: a bug in a backend is still a value
             if use_cache and isinstance(reply, Reply): self.cache.put(key, reply)
+        parsed = None
+        if isinstance(reply, Reply) and needs_reading(reply, data_model):
+            # off the event loop, so that one slow read holds no other call; within the attempt's timeout
+            left = None if request.timeout is None else request.timeout - (time.perf_counter() - began)
+            parsed = await self._read(reply.text or "", data_model, left)
         extra = dict(latency_s=time.perf_counter() - start, attempts=attempts, cached=cached)
-        if isinstance(reply, Reply):
-            completion = completion_from_reply(reply, data_model, model=self.model,
+        if isinstance(parsed, TimeoutError): completion = self._unread(reply, data_model, request, extra)
+        elif isinstance(reply, Reply):
+            completion = completion_from_reply(reply, data_model, model=self.model, parsed=parsed,
                                                max_tokens=request.params.get("max_tokens"), **extra)
         else: completion = self._failure(reply, request, attempts, extra)
         _record_usage(completion, self.usage)

@@ -19,12 +19,12 @@ from .language_models import SAVED_LITELLM_KWARGS, LanguageModel
 from .programs import ChainOfThought, Generator, Input, Module, Program, load_program  # load_program: calls Program.from_file below
 
 # %% auto #0
-__all__ = ['MAX_SCHEMA_NODES', 'LANGUAGE_MODEL_SETTINGS', 'ENDPOINT_SETTINGS', 'PROGRAM_FORMAT', 'MAX_PROGRAM_BYTES',
-           'class_path', 'register', 'resolve_class', 'data_model_spec', 'model_from_schema', 'data_model_from_spec',
-           'is_secret_setting', 'language_model_config', 'local_backend_of', 'weights_to_save', 'weights_dir',
-           'save_weights', 'DataModelEntry', 'InputEntry', 'ModuleEntry', 'NodeEntry', 'ProgramConfig', 'ProgramState',
-           'ProgramFile', 'read_program_file', 'weights_folders', 'load_weights', 'language_model_from_config',
-           'load_program']
+__all__ = ['MAX_SCHEMA_NODES', 'MAX_SCHEMA_DEPTH', 'LANGUAGE_MODEL_SETTINGS', 'ENDPOINT_SETTINGS', 'PROGRAM_FORMAT',
+           'MAX_PROGRAM_BYTES', 'class_path', 'register', 'resolve_class', 'data_model_spec', 'model_from_schema',
+           'data_model_from_spec', 'is_secret_setting', 'language_model_config', 'local_backend_of', 'weights_to_save',
+           'weights_dir', 'save_weights', 'DataModelEntry', 'InputEntry', 'ModuleEntry', 'NodeEntry', 'ProgramConfig',
+           'ProgramState', 'ProgramFile', 'read_program_file', 'weights_folders', 'load_weights',
+           'language_model_from_config', 'load_program']
 
 # %% ../nbs/06a_program_files.ipynb #309bd209
 _REGISTRY: dict[str, type] = {}  # "module:QualName" -> class
@@ -76,19 +76,26 @@ def data_model_spec(data_model) -> dict:
 
 # %% ../nbs/06a_program_files.ipynb #d6aeb598
 MAX_SCHEMA_NODES = 2000  # JSON-schema nodes one data model may have: real data models have tens
+MAX_SCHEMA_DEPTH = 32    # nested objects, arrays and unions: real data models have a few levels
 _JSON_TYPES = {"string": str, "number": float, "integer": int, "boolean": bool, "null": type(None)}
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 
 class _Rebuild:
     "Walks a JSON schema into pydantic annotations, with a node budget and a check against $ref cycles."
     def __init__(self, defs: dict, where: str):
-        self.defs, self.where, self.nodes, self.stack = defs, where, 0, []
+        self.defs, self.where, self.nodes, self.depth, self.stack = defs, where, 0, 0, []
 
     def fail(self, message: str): raise FileFormatError(message, field=self.where)
 
     def annotation(self, prop):
         self.nodes += 1
         if self.nodes > MAX_SCHEMA_NODES: self.fail(f"schema has more than {MAX_SCHEMA_NODES} nodes")
+        if self.depth >= MAX_SCHEMA_DEPTH: self.fail(f"schema nested more than {MAX_SCHEMA_DEPTH} levels deep")
+        self.depth += 1
+        try: return self._annotation(prop)
+        finally: self.depth -= 1
+
+    def _annotation(self, prop):
         if not isinstance(prop, dict): self.fail(f"a schema node must be an object, got {excerpt(prop)}")
         if "$ref" in prop: return self.ref(prop["$ref"])
         for union in ("anyOf", "oneOf"):
@@ -418,8 +425,9 @@ def _module_from_entry(name: str, entry, custom: dict, language_model, trust_end
         config["data_model"] = data_model_from_spec(spec, custom, f"{where}.config.data_model")
     if "language_model" in config:
         lm_config = config["language_model"]
-        if language_model is None and isinstance(lm_config, dict) and (weights or {}).get(lm_config.get("model")) is not None:
-            backend = weights[lm_config["model"]]        # one fresh backend per folder, shared by the generators that use it
+        saved_name = lm_config.get("model") if isinstance(lm_config, dict) else None
+        if language_model is None and isinstance(saved_name, str) and (weights or {}).get(saved_name) is not None:
+            backend = weights[saved_name]        # one fresh backend per folder, shared by the generators that use it
             lm_config = {**lm_config, "model": backend.name}
             config["language_model"] = language_model_from_config(lm_config, f"{where}.config.language_model", trust_endpoints)
             config["language_model"].backend = backend

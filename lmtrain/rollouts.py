@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .files import atomic_write
+from .files import MAX_LINE_BYTES, FileFormatError, atomic_write, excerpt
 
 from .parsing import ParseFailure, parse_output
 from .rewards import as_reward, score_batch
@@ -70,21 +70,35 @@ def save_rollouts(path: str | os.PathLike, rollouts: Sequence[Rollout], append: 
         return path
     return atomic_write(path, lines)
 
-def load_rollouts(path: str | os.PathLike, skip_bad_lines: bool = False) -> list[Rollout]:
-    "Read rollouts from JSONL; a bad line raises an error naming file and line (or is skipped, with a warning, if asked)."
+def _why(err: ValueError) -> str:
+    "The first problem pydantic found in a line, with the field it is in."
+    first = err.errors()[0] if callable(getattr(err, "errors", None)) and err.errors() else None
+    if first is None: return str(err).splitlines()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+def load_rollouts(path: str | os.PathLike, skip_bad_lines: bool = False, max_line_bytes: int = MAX_LINE_BYTES) -> list[Rollout]:
+    "Read rollouts from JSONL; a bad line is a `FileFormatError` naming the file and the line (or is skipped, with a warning, if asked)."
     import warnings
-    rollouts, bad = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rollouts.append(Rollout.model_validate_json(line))
-            except ValueError as err:
-                problem = f"{path}, line {number}: not a rollout ({str(err).splitlines()[0]}); got {line[:120]!r}"
-                if not skip_bad_lines:
-                    raise ValueError(problem) from None
-                bad.append(problem)
+    path, rollouts, bad = Path(path), [], []
+    if path.is_dir(): raise FileFormatError("is a folder, expected a JSON-lines file of rollouts", path)
+    with path.open("rb") as f:   # bytes: a line that is not UTF-8 is one bad line, not the end of the file
+        number = 0
+        while raw := f.readline(max_line_bytes + 1):
+            number += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                while (rest := f.readline(max_line_bytes + 1)) and not rest.endswith(b"\n"): pass   # skip the rest of it
+                problem = f"line longer than {max_line_bytes} bytes"
+            elif not raw.strip(): continue
+            else:
+                try:
+                    rollouts.append(Rollout.model_validate_json(raw))
+                    continue
+                except ValueError as err:   # pydantic's ValidationError: bad JSON, not UTF-8, nested too deep, a wrong field
+                    problem = f"not a rollout ({_why(err)}); got {excerpt(raw.decode('utf-8', 'replace').strip(), 120)}"
+            error = FileFormatError(problem, path, number)
+            if not skip_bad_lines: raise error
+            bad.append(str(error))
     if bad:
         warnings.warn(f"skipped {len(bad)} bad line(s): " + "; ".join(bad[:3]))
     return rollouts

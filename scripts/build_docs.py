@@ -129,9 +129,14 @@ def api_reference(pages: set[str]) -> str:
     return "\n".join(lines)
 
 
+GUIDES = ("security",)   # pages that are not lessons: listed apart in the sidebar, after the lessons
+
+
 def toc(pages: list[tuple[str, str]]) -> str:
-    entries = "\n".join(p for p, _ in pages if p != "index")
-    return f"\n\n```{{toctree}}\n:maxdepth: 1\n:caption: Lessons\n:hidden:\n\n{entries}\napi_reference\n```\n"
+    def tree(caption, entries): return f"\n\n```{{toctree}}\n:maxdepth: 1\n:caption: {caption}\n:hidden:\n\n" + "\n".join(entries) + "\n```\n"
+    lessons = [p for p, _ in pages if p != "index" and p not in GUIDES]
+    guides = [p for p in GUIDES if p in {name for name, _ in pages}]
+    return tree("Lessons", lessons) + tree("Guides and reference", guides + ["api_reference"])
 
 
 def copy_mathjax(static: Path):

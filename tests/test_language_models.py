@@ -79,6 +79,7 @@ class ScriptedServer:
         if model == "refuses": return self.ok("", refusal="I can't help with that.")
         if model == "cut-off": return self.ok('{"answer": ', finish_reason="length")
         if model == "prose": return self.ok("I think it is forty-two-ish")
+        if model == "slow-to-read": return self.ok('{"answer": 7, "note": "SLOW"}')
         return self.error(404, f"unknown test model {model}", "not_found_error")
 
 
@@ -210,6 +211,35 @@ async def test_every_call_ends_in_a_completion(server):
     assert [c.outcome.value for c in results] == ["ok", "parse_failure", "length", "refusal", "api_error", "api_error",
                                                   "api_error", "refusal"]
     assert all(c.error for c in results if not c.ok)
+
+
+async def test_a_reply_slow_to_read_holds_no_other_call(server, monkeypatch):
+    """Issue 14: the parse ran on the event loop, outside the timeout; one slow reply held 8 concurrent calls.
+    Here the parse of one reply blocks until a gate opens: the 7 others must end while it is blocked, and the
+    slow call must end as a timeout of its own (its 3 s cover the request and the reading) before the gate opens."""
+    import threading
+    import lmtrain.language_models as language_models
+    gate, reading, read = threading.Event(), threading.Event(), threading.Event()
+    parse = language_models._parse
+    def gated_parse(text, data_model):
+        if "SLOW" in text: reading.set(); gate.wait(30); read.set()
+        return parse(text, data_model)
+    monkeypatch.setattr(language_models, "_parse", gated_parse)
+    ended = []
+    async def call(name, **kwargs):
+        while name != "slow-to-read" and not reading.is_set(): await asyncio.sleep(0.01)   # once the slow reading began
+        c = await lm_for(server, name, **kwargs)("q", NumericalAnswer)
+        ended.append((name, reading.is_set(), read.is_set()))
+        return c
+    try:
+        slow, *others = await asyncio.gather(call("slow-to-read", timeout=3, retry=RetryPolicy(max_retries=0)),
+                                             *(call("ok") for _ in range(7)))
+    finally: gate.set()
+    assert all(c.ok and c.data.answer == 42 for c in others), (slow, others[0])
+    assert len(ended) == 8 and all(began and not done for _, began, done in ended), (ended, slow)
+    assert slow.outcome == Outcome.TIMEOUT and slow.attempts == 1 and "not read into NumericalAnswer" in slow.error
+    assert "SLOW" in slow.text and slow.usage.completion_tokens == 5    # the reply came and was paid for: kept
+    assert read.wait(30)
 
 
 async def test_concurrency_is_bounded(server):

@@ -28,9 +28,9 @@ FLOOR = {module: i for i, (_, modules) in enumerate(FLOORS) for module in module
 
 # Modules allowed past ~450 lines, each with its reason.
 LONG_MODULES = {
-    "program_files": (480, "a program's file is one concern: its schema, the registry it may build from, the secrets it "
-                           "must not hold, the weights folder it names; splitting it would scatter one promise (no code runs "
-                           "from a file) over two modules"),
+    "program_files": (485, "a program's file is one concern: its schema, the registry it may build from, the secrets it "
+                           "must not hold, the weights folder it names, the bounds on the schemas it rebuilds (nodes, depth); "
+                           "splitting it would scatter one promise (no code runs from a file) over two modules"),
     "parsing": (520, "the robust parser and its one number grammar belong together (issue 10: 'one number parser'); "
                      "about 420 lines of code, the rest nbdev cell headers"),
 }

@@ -149,6 +149,9 @@ def test_a_malformed_file_is_a_typed_error_naming_the_file(tmp_path, name):
     (lambda r: r["config"]["modules"]["solve"]["config"].update(language_model={"model": "openai/x", "cache": "/etc"}),
      "config.modules.solve.config.language_model"),
     (lambda r: r["state"]["modules"]["solve"].update(instructions=["a list"]), "state"),
+    # found by tests/test_fuzz_files.py: a model name that is a list was looked up in a dict (TypeError: unhashable)
+    (lambda r: r["config"]["modules"]["solve"]["config"]["language_model"].update(model=["openai/x"]),
+     "config.modules.solve.config.language_model"),
 ])
 def test_a_wrong_field_is_named(tmp_path, saved, change, field):
     change(saved)
