@@ -194,7 +194,7 @@ def data_parallel_algorithm(config: TrainConfig, reward, output_model=None, acce
 # %% ../nbs/19_scaling.ipynb #99920329
 SUM_KEYS = {"groups_trained", "resampled_batches", "idle_batches"}
 MAX_KEYS = {"time_generate", "time_train", "completion_len_max", "skipped_nonfinite"}
-SHARE_KEYS = {"loss", "entropy", "kl", "clip_low", "clip_high", "clip_ratio"}
+SHARE_KEYS = {"loss", "entropy", "kl", "approx_kl", "clip_low", "clip_high", "clip_ratio"}
 
 def reduce_logs(per_rank: Sequence[tuple[dict, float]], rewards: Sequence[float] | None = None) -> dict:
     "One log dict from each rank's `(logs, share)`: sums, maxima, share-weighted means, plain means; reward stats over all rewards."

@@ -68,7 +68,7 @@ def clipped_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advant
 
 # %% ../nbs/14_grpo.ipynb #597adc8d
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    "Per-token k3 estimate of KL(pi || pi_ref): $e^{d} - d - 1$ with $d = \\log\\pi_{ref} - \\log\\pi$."
+    "Per-token k3 estimate of KL(pi || pi_ref) (its value; its gradient is KL(pi_ref || pi)'s): $e^{d} - d - 1$ with $d = \\log\\pi_{ref} - \\log\\pi$."
     d = ref_logprobs - logprobs
     return torch.exp(d) - d - 1
 
@@ -83,10 +83,12 @@ def reference_learner(learner: Learner, kind: Literal["auto", "copy", "adapter"]
 def grpo_loss(logprobs, old_logprobs, advantages, mask, ref_logprobs=None, entropy=None, *,
               eps_low=0.2, eps_high=0.2, beta=0.0, entropy_coef=0.0, aggregation: str = "sequence",
               max_tokens: int | None = None):
-    "GRPO loss and its diagnostics (clip fractions, KL, entropy) for one mini-batch."
+    "GRPO loss and its diagnostics (clip fractions, approximate KL(old || new), KL to the reference, entropy) for one mini-batch."
     old = logprobs.detach() if old_logprobs is None else old_logprobs
     per_token, clip_low, clip_high = clipped_surrogate(logprobs, old, advantages, eps_low, eps_high)
-    stats = {"clip_low": float(masked_mean(clip_low.float(), mask)), "clip_high": float(masked_mean(clip_high.float(), mask))}
+    log_ratio = logprobs.detach() - old                    # log pi_theta / pi_old at the sampled tokens: 0 before any update
+    stats = {"clip_low": float(masked_mean(clip_low.float(), mask)), "clip_high": float(masked_mean(clip_high.float(), mask)),
+             "approx_kl": float(masked_mean(torch.expm1(log_ratio) - log_ratio, mask))}   # k3 of KL(pi_old || pi_theta), as PPO logs it
     if beta != 0.0:
         kl = kl_k3(logprobs, ref_logprobs)
         per_token = per_token + beta * kl
