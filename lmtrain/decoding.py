@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 import torch
 
 # %% auto #0
-__all__ = ['scale_logits', 'top_p_filter', 'sample_tokens', 'sample_rows', 'fold_seed', 'positions_from_mask', 'left_pad',
-           'mask_through_first_eos', 'eos_ids_of', 'expand_cache', 'select_cache_rows', 'cache_argument',
+__all__ = ['scale_logits', 'top_p_filter', 'inverse_cdf_draw', 'sample_tokens', 'sample_rows', 'fold_seed', 'positions_from_mask',
+           'left_pad', 'mask_through_first_eos', 'eos_ids_of', 'expand_cache', 'select_cache_rows', 'cache_argument',
            'compute_context', 'model_call', 'Decoded', 'decode']
 
 # %% ../nbs/04a_decoding.ipynb #9b955882
@@ -33,13 +33,20 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(probs).scatter(-1, order, sorted_p)
 
 
+def inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    "One index per row with probability proportional to `probs` (unnormalised, >= 0): one uniform number per row."
+    cdf = probs.cumsum(-1)
+    u = torch.rand(len(probs), 1, generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    # the first index whose cumulative mass exceeds u: a zero-probability token is never it
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
 def sample_tokens(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "Draw one token per row; return `(tokens, logprobs)` with log-probs under softmax(logits / temperature)."
     logp = scale_logits(logits, temperature).log_softmax(-1)
     if temperature > 0:
         probs = top_p_filter(logp.exp(), top_p)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        tokens = inverse_cdf_draw(probs, generator)
     else:
         tokens = logp.argmax(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
