@@ -23,7 +23,7 @@ from .trainer import TrainConfig
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',
            'check_out', 'clear_run', 'resolve_scoring', 'check_model', 'accuracy', 'rescore', 'pass_at_k_scores',
            'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer', 'run',
-           'summarise', 'write_outputs', 'main']
+           'summarise', 'write_outputs', 'importable_cwd', 'main']
 
 # %% ../nbs/16_cli.ipynb #a2a93b90
 class SamplerOptions(Config):
@@ -40,7 +40,7 @@ class RunConfig(TrainConfig):
     model: str = Field(SMOLLM2_NAME, min_length=1, description="Model: the embedded SmolLM2, a transformers folder, a .gguf, a Hub id, or 'tiny' (a random test model).")
     dtype: Literal["auto", "fp32", "bf16"] = Field("auto", description="Compute dtype (weights stay float32): auto = bf16 where the hardware has bf16 units.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="What to train on.")
-    reward: str = Field("format_then_correct", min_length=1, description="Training reward: a name (math, exact, format, correct, last_number, format_then_correct), 'module:callable', or 'math=1,format=0.2'.")
+    reward: str | None = Field(None, min_length=1, description="Training reward (default: the task's own, math for gsm8k, else format_then_correct): a name (math, exact, format, correct, last_number, format_then_correct), 'module:callable', or 'math=1,format=0.2'.")
     metric: str | None = Field(None, description="Held-out metric, named like a reward (default: the reward's correctness term).")
     eval_samples: int = Field(0, ge=0, le=256, description="Sampled replies per held-out problem for pass@k before and after (0: greedy only).")
     source: SamplerOptions = Field(default_factory=SamplerOptions, description="Where rollouts come from.")
@@ -107,10 +107,11 @@ def clear_run(out: Path):
 
 # %% ../nbs/16_cli.ipynb #3b1d8242
 def resolve_scoring(config: RunConfig, task) -> tuple:
-    "The training reward, the strict metric and the format-free metric, by name (unknown names fail here, before a model loads)."
+    "The training reward (`--reward`, else the task's own), the strict metric and the format-free metric, by name (unknown names fail here, before a model loads)."
     from lmtrain import rewards
-    reward = rewards.get(config.reward)
-    metric_name = config.metric or rewards.correctness_term(config.reward)
+    name = config.reward or task.reward
+    reward = rewards.get(name)
+    metric_name = config.metric or rewards.correctness_term(name)
     return reward, rewards.get(metric_name), rewards.get("last_number")
 
 def check_model(name: str):
@@ -294,7 +295,7 @@ def summarise(config, task, before, after, history, trainer, train_seconds, star
          "accuracy_before_se": before["strict"]["se"], "accuracy_after_se": after["strict"]["se"],
          "format_free_before": before["format_free"]["accuracy"], "format_free_after": after["format_free"]["accuracy"],
          "format_free_before_se": before["format_free"]["se"], "format_free_after_se": after["format_free"]["se"],
-         "metric": config.metric or task.metric, "reward": config.reward, "eval_problems": before["strict"]["n"],
+         "metric": config.metric or task.metric, "reward": config.reward or task.reward, "eval_problems": before["strict"]["n"],
          **{f"{k}_before": v for k, v in before.items() if k.startswith("pass@")},
          **{f"{k}_after": v for k, v in after.items() if k.startswith("pass@")},
          "algo": config.algo, "model": config.model, "task": task.name, "steps": trainer.step,
@@ -320,8 +321,13 @@ def write_outputs(out: Path, summary: dict, history):
 # %% ../nbs/16_cli.ipynb #c35c8155
 EXPECTED_ERRORS = (CheckpointError, ConfigError, FileNotFoundError, ValueError, NotImplementedError, OSError)
 
+def importable_cwd():
+    "Put the current folder on `sys.path`, as `python -m` does: `--reward mymodule:fn` finds `./mymodule.py` from the console script too."
+    if not {"", ".", os.getcwd()} & set(sys.path): sys.path.insert(0, os.getcwd())
+
 def main(argv=None) -> int:
     "Entry point of the `lmtrain` console script and of `python -m lmtrain`: exit 0 on success, 2 with a one-line error."
+    importable_cwd()   # a console script's sys.path starts at its own folder (bin/), not where the user runs it
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv)
         summary = run(config)

@@ -5,7 +5,8 @@
     python scripts/bench_distributed.py steps --model local/smollm2-135m-instruct --steps 3
     python scripts/bench_distributed.py http                     # ServerSampler over loopback HTTP vs the same generation in process
 
-`steps` runs scripts/train_distributed.py (GRPO, the same global batch and seed) under each layout and reads the
+`steps` runs the main job, `lmtrain train` (GRPO, the same global batch and seed), under each layout (`python -m lmtrain
+train` for 1 process, `accelerate launch ... -m lmtrain train` for 2) and reads the
 per-step times it logs (generation and training, the slowest rank's); the first step is a warm-up and is left out.
 `http` times a fake OpenAI-compatible server on 127.0.0.1 whose completions come from a tiny model, and subtracts the
 time the server spent generating: what is left is the price of HTTP, JSON and turning the answer into `Samples`.
@@ -13,8 +14,7 @@ time the server spent generating: what is left is the price of HTTP, JSON and tu
 import argparse, json, os, socket, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "train_distributed.py"
+MAIN_JOB = ["-m", "lmtrain", "train"]   # the one main job, for 1 process or many
 
 
 def free_port() -> int:
@@ -27,12 +27,12 @@ def run_layout(name, processes, threads, args, out: Path, engine: str = "ddp") -
              "--group-size", str(args.group), "--max-new-tokens", str(args.tokens), "--temperature", "1.0",
              "--eval-every", "1000", "--eval-size", "2", "--train-size", "64", "--threads", str(threads),
              "--no-save-model", "--reward", "last_number", "--zero-variance", "keep", "--out", str(out / name)]
-    if processes == 1: cmd = [sys.executable, str(SCRIPT), *flags]
+    if processes == 1: cmd = [sys.executable, *MAIN_JOB, *flags]
     else:
         exe = str(Path(sys.executable).with_name("accelerate"))
         launcher = ["--use_fsdp", "--fsdp_version", "2"] if engine == "fsdp" else ["--multi_gpu"]
         cmd = [exe, "launch", *launcher, "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(SCRIPT), *flags]
+               "--dynamo_backend", "no", "--main_process_port", str(free_port()), *MAIN_JOB, *flags]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -61,7 +61,7 @@ def bench_steps(args):
 def bench_http(args):
     import http.server, threading
     import torch
-    from lmtrain.distributed import PolicySampler, ServerSampler
+    from lmtrain.samplers import PolicySampler, ServerSampler
     from lmtrain.testing import tiny_model
     from lmtrain.policy import Policy
     torch.set_num_threads(1)

@@ -57,3 +57,39 @@ def test_python_m_lmtrain_runs_the_main_job(tiny_dir, tmp_path):
                            "--threads", "1", "--no-save-model", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
+
+
+USER_REWARDS = '''
+from lmtrain.rewards import Reward, as_text
+class Parity(Reward):
+    "An lmtrain Reward: 0.75 for a reply of even length, 0.125 for odd (numbers no built-in reward pays)."
+    name = "parity"
+    def compute(self, y_true, y_pred): return 0.75 if len(as_text(y_pred)) % 2 == 0 else 0.125
+def parity_trl(completions, **kwargs):
+    "TRL's reward signature: one number per completion."
+    return [0.5 if len(c) % 2 == 0 else 0.25 for c in completions]
+'''
+
+
+@pytest.mark.parametrize("spec,even,odd", [("my_rewards:Parity", 0.75, 0.125), ("my_rewards:parity_trl", 0.5, 0.25)])
+def test_a_reward_of_your_own_from_the_current_folder(tiny_dir, tmp_path, spec, even, odd):
+    "`lmtrain train --reward my_rewards:fn`, run in the folder that holds my_rewards.py: trained and scored with it (each form)."
+    project, bin_dir = tmp_path / "project", tmp_path / "bin"
+    project.mkdir(); bin_dir.mkdir()
+    (project / "my_rewards.py").write_text(USER_REWARDS)
+    # what pip writes for the `lmtrain` console script: its sys.path starts at bin/, not at the folder it is run from
+    (bin_dir / "lmtrain").write_text("import sys\nfrom lmtrain.cli import main\nsys.exit(main())\n")
+    out = project / "run"
+    done = subprocess.run([sys.executable, str(bin_dir / "lmtrain"), "train", "--model", str(tiny_dir), "--reward", spec,
+                           "--steps", "1", "--group-size", "2", "--prompts-per-step", "2", "--max-new-tokens", "5",
+                           "--temperature", "1.0", "--train-size", "4", "--eval-size", "4", "--val-size", "2", "--threads", "1",
+                           "--no-save-model", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=project)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reward"] == summary["metric"] == spec          # the metric is the reward's correctness term: itself
+    paid = lambda r: even if len(r["completion"]) % 2 == 0 else odd
+    trained = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    held_out = [json.loads(line) for line in (out / "eval_before.jsonl").read_text().splitlines()]
+    assert len(trained) == 2 * 2 and len(held_out) == 4
+    assert all(r["reward"] == paid(r) for r in trained + held_out), [(r["completion"], r["reward"]) for r in trained + held_out]
+    assert summary["accuracy_before"] == pytest.approx(sum(map(paid, held_out)) / 4)

@@ -5,8 +5,8 @@ Five runs of tests/distributed_worker.py on a tiny random model (about 45 s on 2
 2 processes with DDP (`accelerate launch --multi_gpu --num_processes 2`: on a machine without GPUs it starts 2 CPU
 processes through torchrun, where accelerate's `--cpu` flag would start only one); 2 processes with FSDP2
 (`accelerate launch --use_fsdp --fsdp_version 2`, which `make_accelerator` honours on CPU); and after each 2-process
-run, 1 process again, resuming the checkpoint the 2 processes wrote. Then scripts/train_distributed.py on 2 processes
-(about 15 s).
+run, 1 process again, resuming the checkpoint the 2 processes wrote. Then the main job itself, `accelerate launch
+-m lmtrain train`, on 2 processes: DDP, FSDP2, and FSDP2 with LoRA and a KL penalty (about 15 s each).
 
 Tolerances. The 2 processes compute the same sums as the 1 process in another order (each rank sums its own
 completions, padded to its own width, then the all-reduce adds the two halves), so float32 results differ in the last
