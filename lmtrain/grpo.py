@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['ScaleRewards', 'group_stds', 'group_advantages', 'zero_variance_groups', 'clipped_surrogate', 'kl_k3',
-           'reference_learner', 'grpo_loss', 'GRPOConfig', 'select_rows', 'mini_batches', 'GRPO', 'learn_from']
+           'reference_learner', 'grpo_loss', 'GRPOConfig', 'select_rows', 'micro_weight', 'mini_batches', 'GRPO',
+           'learn_from']
 
 # %% ../nbs/14_grpo.ipynb #5a660cc2
 import time
@@ -106,6 +107,7 @@ class GRPOConfig(Config):
     eps_high: float = Field(0.28, ge=0.0, le=10.0, description="Upper clip: the ratio's ceiling is 1 + eps_high (DAPO clip-higher).")
     num_iterations: int = Field(1, ge=1, le=100, description="mu: passes over each batch of samples.")
     mini_batch_size: int | None = Field(None, ge=1, description="Completions per optimiser step (none: the whole batch).")
+    micro_batch_size: int | None = Field(None, ge=1, description="Completions per forward and backward pass; their gradients add up to the mini-batch's one step (less memory; none: the mini-batch at once).")
     beta: float = Field(0.0, ge=0.0, description="KL penalty weight; 0 builds no reference and computes no KL.")
     reference: Literal["auto", "copy", "adapter"] = Field("auto", description="KL reference: a frozen copy, or the LoRA model with its adapter off.")
     zero_variance: Literal["keep", "skip", "resample"] = Field("skip", description="Groups whose rewards are all equal: keep | skip | resample.")
@@ -121,6 +123,12 @@ def select_rows(samples, rows: torch.Tensor) -> SimpleNamespace:
     return SimpleNamespace(prompt_ids=samples.prompt_ids[rows][:, first_prompt_col:], prompt_mask=pm[:, first_prompt_col:],
                            completion_ids=samples.completion_ids[rows][:, :last_completion_col],
                            completion_mask=cm[:, :last_completion_col])
+
+def micro_weight(part, micro: list, aggregation: str) -> float:
+    "The share of a mini-batch's loss that one micro-batch carries: its tokens' share for a token mean, its rows' otherwise."
+    if aggregation == "token":
+        return float(part.completion_mask.sum() / sum(m.completion_mask.sum() for m in micro).clamp(min=1))
+    return len(part.advantages) / sum(len(m.advantages) for m in micro)
 
 def mini_batches(n: int, size: int | None) -> list[torch.Tensor]:
     "Row indices of consecutive mini-batches (one batch of all rows when size is None)."
@@ -190,32 +198,41 @@ class GRPO:
     def train_on(self, learner: Learner, update: Update, chunks) -> dict:
         "Clipped-surrogate updates over the kept rows; old/reference log-probs only when needed (a chunk's 4th item: logged behaviour log-probs, the ratio's denominator)."
         c, temperature = self.config, self.sampling.temperature
-        batches = []
+        batches = []   # mini-batches (one optimiser step each), each a list of micro-batches (one forward and backward each)
         for samples, rows, adv, *logged in chunks:
             for mb in mini_batches(len(rows), c.mini_batch_size):
-                b = select_rows(samples, rows[mb]); b.advantages = adv[rows[mb]]
-                b.behaviour = logged[0][rows[mb].to(logged[0].device)][:, :b.completion_ids.shape[1]] if logged and logged[0] is not None else None
-                batches.append(b)
+                micro = []
+                for part in mini_batches(len(mb), c.micro_batch_size):
+                    r = rows[mb[part]]
+                    b = select_rows(samples, r); b.advantages = adv[r]
+                    b.behaviour = logged[0][r.to(logged[0].device)][:, :b.completion_ids.shape[1]] if logged and logged[0] is not None else None
+                    micro.append(b)
+                batches.append(micro)
         if not batches: return {"loss": 0.0, "n_updates": 0, "grad_norm": 0.0}   # nothing to learn from: no update
         needs_old = c.num_iterations * len(batches) > 1
         if c.beta != 0.0 and self.reference is None: self.reference = reference_learner(learner, c.reference)
         learner.model.eval()   # no dropout: the ratio compares the same function before and after updates
         with torch.no_grad():
-            for b in batches:
+            for b in (b for micro in batches for b in micro):
                 args = (b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
                 if b.behaviour is not None: b.old = b.behaviour.to(b.completion_ids.device).float()
                 else: b.old = learner.token_logprobs(*args, temperature=temperature)[0] if needs_old else None
                 b.ref = self.reference.token_logprobs(*args, temperature=temperature)[0] if c.beta != 0.0 else None
         totals, n = {}, 0
         for _ in range(c.num_iterations):
-            for b in batches:
-                logprobs, entropy = learner.token_logprobs(b.prompt_ids, b.prompt_mask, b.completion_ids,
-                                                           b.completion_mask, temperature=temperature)
-                loss, stats = grpo_loss(logprobs, b.old, b.advantages, b.completion_mask, b.ref, entropy,
-                                        eps_low=c.eps_low, eps_high=c.eps_high, beta=c.beta, entropy_coef=self.loss.entropy_coef,
-                                        aggregation=self.loss.loss_aggregation, max_tokens=self.sampling.max_new_tokens)
-                applied = update(loss, learner)
-                for k, v in {"loss": float(loss.detach()), **stats, **applied}.items(): totals[k] = totals.get(k, 0.0) + v
+            for micro in batches:
+                step_stats, finite = {}, True
+                for b in micro:
+                    logprobs, entropy = learner.token_logprobs(b.prompt_ids, b.prompt_mask, b.completion_ids,
+                                                               b.completion_mask, temperature=temperature)
+                    loss, stats = grpo_loss(logprobs, b.old, b.advantages, b.completion_mask, b.ref, entropy,
+                                            eps_low=c.eps_low, eps_high=c.eps_high, beta=c.beta, entropy_coef=self.loss.entropy_coef,
+                                            aggregation=self.loss.loss_aggregation, max_tokens=self.sampling.max_new_tokens)
+                    w = micro_weight(b, micro, self.loss.loss_aggregation)
+                    finite = finite and update.accumulate(loss * w)
+                    for k, v in {"loss": float(loss.detach()), **stats}.items(): step_stats[k] = step_stats.get(k, 0.0) + w * v
+                applied = update.step(learner) if finite else update.skip()
+                for k, v in {**step_stats, **applied}.items(): totals[k] = totals.get(k, 0.0) + v
                 n += 1
         logs = {k: v / n for k, v in totals.items()}
         logs["clip_ratio"] = logs.get("clip_low", 0.0) + logs.get("clip_high", 0.0)

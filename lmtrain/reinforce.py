@@ -125,13 +125,24 @@ class Update:
     def __call__(self, loss: torch.Tensor, learner) -> dict:
         "Apply `loss` to `learner.parameters()`; returns `grad_norm` (before clipping) and `skipped_nonfinite`."
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return {"grad_norm": float("nan"), "skipped_nonfinite": 1.0}
+        if not self.accumulate(loss): return self.skip()
+        return self.step(learner)
+
+    def accumulate(self, loss: torch.Tensor) -> bool:
+        "Add `loss`'s gradient to the parameters' (one micro-batch of an update); False, adding nothing, if it is not finite."
+        if not torch.isfinite(loss): return False
         loss.backward()
+        return True
+
+    def skip(self, norm: float = float("nan")) -> dict:
+        "Drop the accumulated gradient: no step."
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": norm, "skipped_nonfinite": 1.0}
+
+    def step(self, learner) -> dict:
+        "Clip the accumulated gradient and step (a non-finite gradient norm skips the step)."
         norm = torch.nn.utils.clip_grad_norm_(learner.parameters(), self.max_grad_norm if self.max_grad_norm else float("inf"))
-        if not torch.isfinite(norm):
-            self.optimizer.zero_grad(set_to_none=True)
-            return {"grad_norm": float(norm), "skipped_nonfinite": 1.0}
+        if not torch.isfinite(norm): return self.skip(float(norm))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"grad_norm": float(norm), "skipped_nonfinite": 0.0}
