@@ -36,6 +36,24 @@ GROUPS = {
         "reward_correct": ["--reward", "correct"],
         "lr2e-5_steps40": ["--learning-rate", "2e-5", "--steps", "40"],
         "fewshot1": ["--few-shot", "1"],
+        "lr3e-5_steps40": ["--learning-rate", "3e-5", "--steps", "40"],
+        "lr4e-5_steps40": ["--learning-rate", "4e-5", "--steps", "40"],
+        "lr2e-5_steps60": ["--learning-rate", "2e-5", "--steps", "60"],
+        "lr3e-5_steps60": ["--learning-rate", "3e-5", "--steps", "60"],
+        "fewshot1_lr2e-5_steps40": ["--few-shot", "1", "--learning-rate", "2e-5", "--steps", "40"],
+        "fewshot2_lr2e-5_steps40": ["--few-shot", "2", "--learning-rate", "2e-5", "--steps", "40"],
+        "fewshot1_lr3e-5_steps40": ["--few-shot", "1", "--learning-rate", "3e-5", "--steps", "40"],
+        "fewshot2_temp1.0": ["--few-shot", "2", "--temperature", "1.0"],
+        "fewshot2_steps40": ["--few-shot", "2", "--steps", "40"],
+        "fewshot2_group8": ["--few-shot", "2", "--group-size", "8"],
+        "fewshot2_prompts8": ["--few-shot", "2", "--prompts-per-step", "8"],
+        "fewshot3": ["--few-shot", "3"],
+        "fewshot2_agg_constant": ["--few-shot", "2", "--loss-aggregation", "constant"],
+        "fewshot2_lr5e-6_steps40": ["--few-shot", "2", "--learning-rate", "5e-6", "--steps", "40"],
+        "fewshot2_prompts8_steps40": ["--few-shot", "2", "--prompts-per-step", "8", "--steps", "40"],
+        "fewshot2_prompts16": ["--few-shot", "2", "--prompts-per-step", "16"],
+        "fewshot2_prompts8_lr2e-5": ["--few-shot", "2", "--prompts-per-step", "8", "--learning-rate", "2e-5"],
+        "fewshot2_prompts16_steps40": ["--few-shot", "2", "--prompts-per-step", "16", "--steps", "40"],
     },
     # lesson 14b: the same budget through each estimator (the main job's defaults otherwise)
     "algorithms": {   # REINFORCE's three differ only in the baseline (sum / constant normaliser, as lesson 14b's step)
@@ -73,7 +91,7 @@ SUMMARY_KEYS = ("accuracy_before", "accuracy_after", "accuracy_before_se", "accu
                 "format_free_after", "format_free_before_se", "format_free_after_se", "steps", "eval_problems",
                 "seconds_per_step_median", "generation_seconds_median", "training_seconds_median", "tokens_per_s_median",
                 "mfu_median", "train_seconds_this_run", "total_seconds_this_run", "compute_dtype", "metric", "reward")
-CURVES = ("reward_mean", "completion_len", "zero_var_frac", "clip_ratio", "kl", "entropy", "loss", "grad_norm",
+CURVES = ("reward_mean", "completion_len", "zero_var_frac", "clip_ratio", "approx_kl", "kl", "entropy", "loss", "grad_norm",
           "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu")
 
 
