@@ -34,7 +34,7 @@ class TaskConfig(Config):
     low: int = Field(1, ge=-1_000_000, le=1_000_000, description="Smallest operand of a synthetic task.")
     high: int = Field(30, ge=-1_000_000, le=1_000_000, description="Largest operand of a synthetic task.")
     instruction: str | None = Field(None, max_length=10_000, description="Instruction added to each question (default: the task's own; none for --data).")
-    few_shot: int = Field(0, ge=0, le=32, description="Worked examples from the training split at the start of each prompt.")
+    few_shot: int = Field(2, ge=0, le=32, description="Worked examples from the training split at the start of each prompt (0: none).")
 
     @model_validator(mode="after")
     def _check_range(self):
@@ -82,7 +82,7 @@ def worked_reply(y) -> str:
 def _split_examples(task: Task, k: int, seed: int) -> Task:
     "Move `k` training problems (a seeded choice) into the prompt as worked examples."
     x, y = task.train
-    if k > len(x) - 1: raise ValueError(f"few_shot={k} needs more than {k} training problems; the task has {len(x)}")
+    if k > len(x) - 1: raise ValueError(f"few_shot={k} needs more than {k} training problems; the task has {len(x)} (few_shot=0, --few-shot 0, turns the worked examples off)")
     chosen = set(random.Random(seed).sample(range(len(x)), k))
     task.examples = [(task.question(x[i]), worked_reply(y[i])) for i in sorted(chosen)]
     task.train = ([xi for i, xi in enumerate(x) if i not in chosen], [yi for i, yi in enumerate(y) if i not in chosen])

@@ -46,8 +46,8 @@ class LoraConfig(Config):
 class TrainConfig(Config):
     "Options of a weight-training run: the run itself, and the sections the algorithms and the optimiser read."
     algo: Literal["grpo", "reinforce"] = Field("grpo", description="The algorithm: grpo | reinforce.")
-    steps: int = Field(20, ge=1, le=10_000_000, description="Optimisation steps (batches of prompts).")
-    prompts_per_step: int = Field(4, ge=1, le=100_000, description="Distinct prompts per step.")
+    steps: int = Field(40, ge=1, le=10_000_000, description="Optimisation steps (batches of prompts).")
+    prompts_per_step: int = Field(8, ge=1, le=100_000, description="Distinct prompts per step.")
     eval_every: int = Field(10, ge=1, description="Steps per epoch: evaluation, epoch logs, early stopping.")
     checkpoint_every: int = Field(10, ge=0, description="Steps between 'last' checkpoints when a checkpoint folder is set (0: only at the end).")
     seed: int = Field(0, ge=0, description="Seeds the batches, the sampling and everything else.")
