@@ -85,6 +85,10 @@ GROUPS = {
         "subtraction": ["--data", "nbs/data/tasks/subtraction.jsonl", "--reward", "math"],
         "word_problems": ["--data", "nbs/data/tasks/word_problems.jsonl", "--reward", "math"],
         "three_sum": ["--data", "nbs/data/tasks/three_sum.jsonl", "--reward", "math"],
+        # the same without the worked examples: their bare `#### N` replies also teach the model to answer without working
+        "subtraction_zero_shot": ["--data", "nbs/data/tasks/subtraction.jsonl", "--reward", "math", "--few-shot", "0"],
+        "word_problems_zero_shot": ["--data", "nbs/data/tasks/word_problems.jsonl", "--reward", "math", "--few-shot", "0"],
+        "three_sum_zero_shot": ["--data", "nbs/data/tasks/three_sum.jsonl", "--reward", "math", "--few-shot", "0"],
     },
     # bf16 compute against float32 (issue 11: held-out accuracy within noise)
     "precision": {

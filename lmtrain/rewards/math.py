@@ -309,6 +309,7 @@ class MathVerify(Reward):
         reply = pool.verify(gold, pred, self.timeout, pred_text, self.float_rounding)
         if "error" in reply: return failure(self.name, f"{self.name}: {reply['error']}", **details, path="math_verify")
         score = float(reply["ok"])
+        if reply.get("unevaluated"): details["unevaluated"] = "a number was asked; the reply's answer is arithmetic still to do (lesson 03a server)"
         return Breakdown(score, {self.name: score}, details={**details, "path": "math_verify",
                                                              "parsed_gold": reply["gold"], "parsed_pred": reply["pred"]})
 
