@@ -52,7 +52,7 @@ import lmtrain.optimizers as optimizers
 from lmtrain.optimizers import RandomFewShot
 
 ARMS = ("p", "w", "p -> w", "w -> p")
-TASKS = {"addition": dict(low=1, high=30), "multiplication": dict(low=2, high=9)}
+TASKS = {"addition": dict(low=1, high=30), "multiplication": dict(low=2, high=15)}
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
 
 
