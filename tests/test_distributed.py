@@ -128,8 +128,9 @@ def test_unequal_minibatch_counts_do_not_deadlock(runs, engine):
     "mini_batch_size=3, 2 passes: a rank with no kept group pads with empty mini-batches; both take every optimizer step."
     _, results = runs
     a, b = results["w1"]["grpo_minibatch"][0], results[ENGINES[engine]]["grpo_minibatch"][0]
-    assert len(a["grads"]) == len(b["grads"]) == 6
-    assert b["logs"]["idle_batches"] == 3 and b["logs"]["n_updates"] == 6
+    # the counts follow the sampled groups (how many kept, on which rank), so they are read, not written in
+    assert len(a["grads"]) == len(b["grads"]) == a["logs"]["n_updates"] == b["logs"]["n_updates"] > 0, (a["logs"], b["logs"])
+    assert b["logs"]["idle_batches"] > 0, b["logs"]   # one rank padded with empty mini-batches: the case under test
     for ga, gb in zip(a["grads"], b["grads"]): _close(ga, gb, GRAD_ATOL)
 
 
