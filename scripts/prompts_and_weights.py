@@ -26,6 +26,7 @@ and the sampling.
     python scripts/prompts_and_weights.py --smoke                 # a tiny random model, the whole pipeline, < 1 minute
     python scripts/prompts_and_weights.py --budget 600 --seeds 0 1 2 --out nbs/data/bench/prompts_and_weights.json
     python scripts/prompts_and_weights.py ... --resume            # skip the runs the JSON already holds
+    python scripts/prompts_and_weights.py --merge add.json mul.json   # one JSON from per-task invocations
 
 The JSON (written after every run) holds the settings, one record per run and a summary per task and arm (mean and
 sample std over seeds); lesson 15b plots it.
@@ -167,6 +168,17 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def merge(paths: list[str]) -> dict:
+    "One results JSON from several invocations (e.g. one task each, with its own budget): runs concatenated, the budget and settings per task."
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out = {k: v for k, v in parts[0].items() if k not in ("runs", "summary", "settings", "budget_cpu_seconds")}
+    out["budget_cpu_seconds"] = {t: d["budget_cpu_seconds"] for d in parts for t in d["settings"]["tasks"]}
+    out["settings"] = {t: d["settings"] for d in parts for t in d["settings"]["tasks"]}
+    out["runs"] = [r for d in parts for r in d["runs"]]
+    out["summary"] = summarize(out["runs"])
+    return out
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="a tiny random model and tiny sizes: the whole pipeline in under a minute")
@@ -189,6 +201,7 @@ def parse_args(argv=None):
     p.add_argument("--rollouts", default=None, help="JSONL of the first and last 3 GRPO steps of the first task's 'p -> w' run, first seed "
                    "(default nbs/data/bench/prompts_and_weights_rollouts.jsonl; --smoke: runs/...)")
     p.add_argument("--resume", action="store_true", help="keep the runs already in --out and skip them")
+    p.add_argument("--merge", nargs="+", default=None, help="no runs: merge these results JSONs (one per invocation) into --out")
     args = p.parse_args(argv)
     smoke = args.smoke
     defaults = dict(budget=1.5 if smoke else 600.0, seeds=[0] if smoke else [0, 1, 2], n_train=6 if smoke else 48,
@@ -204,6 +217,11 @@ def parse_args(argv=None):
 
 async def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.merge:
+        record = merge(args.merge)
+        atomic_write(Path(args.out), json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.out} ({len(record['runs'])} runs from {len(args.merge)} files)")
+        return record
     torch.set_num_threads(args.threads or free_cpu_threads())
     out = Path(args.out)
     record = json.loads(out.read_text()) if args.resume and out.exists() else {"runs": []}
