@@ -27,7 +27,7 @@ class TaskConfig(Config):
     "What a run trains on: the task, its sizes and range, the prompt's instruction and worked examples."
     task: Literal["addition", "multiplication", "arithmetic", "gsm8k"] = Field(
         "addition", description="The task when --data is not given: synthetic arithmetic (addition, multiplication, arithmetic) or gsm8k.")
-    data: str | None = Field(None, description="A JSON-lines file with 'prompt' and 'answer' columns (replaces --task); its last eval_size rows are held out.")
+    data: str | None = Field(None, description="A JSON-lines file with 'prompt' and 'answer' columns, optionally 'reasoning' (replaces --task); its last eval_size rows are held out.")
     train_size: int = Field(600, ge=1, le=10_000_000, description="Training problems drawn from the task.")
     eval_size: int = Field(200, ge=1, le=100_000, description="Held-out problems for the accuracy before and after training.")
     val_size: int = Field(50, ge=1, le=100_000, description="Of those, the problems scored every eval_every steps (the periodic evaluation).")

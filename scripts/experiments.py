@@ -60,6 +60,10 @@ GROUPS = {
         "fewshot2_prompts16": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "16"],
         "fewshot2_prompts8_lr2e-5": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--learning-rate", "2e-5"],
         "fewshot2_prompts16_steps40": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "16", "--steps", "40"],
+        # finalists against the chosen defaults (few-shot 2, 8 prompts, 40 steps), three seeds each
+        "fewshot2_prompts8_steps60": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "60"],
+        "fewshot2_prompts8_steps40_agg_token": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
+                                                "--loss-aggregation", "token"],
     },
     # lesson 14b: the same budget through each estimator (the main job's defaults otherwise)
     "algorithms": {   # REINFORCE's three differ only in the baseline (sum / constant normaliser, as lesson 14b's step)
@@ -89,6 +93,10 @@ GROUPS = {
         "subtraction_zero_shot": ["--data", "nbs/data/tasks/subtraction.jsonl", "--reward", "math", "--few-shot", "0"],
         "word_problems_zero_shot": ["--data", "nbs/data/tasks/word_problems.jsonl", "--reward", "math", "--few-shot", "0"],
         "three_sum_zero_shot": ["--data", "nbs/data/tasks/three_sum.jsonl", "--reward", "math", "--few-shot", "0"],
+        # the same rows with a `reasoning` column: the two worked examples show their working before `#### N`
+        "subtraction_worked": ["--data", "nbs/data/tasks/subtraction_worked.jsonl", "--reward", "math"],
+        "word_problems_worked": ["--data", "nbs/data/tasks/word_problems_worked.jsonl", "--reward", "math"],
+        "three_sum_worked": ["--data", "nbs/data/tasks/three_sum_worked.jsonl", "--reward", "math"],
     },
     # bf16 compute against float32 (issue 11: held-out accuracy within noise)
     "precision": {

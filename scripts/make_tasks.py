@@ -1,13 +1,16 @@
 """Write the arithmetic tasks that check the main job's defaults on data nobody tuned on (issue 12, generalisation).
 
-Three JSON-lines files in `nbs/data/tasks/`, each 800 rows of {"prompt", "answer"} (the last 200 are held out by
-`lmtrain train --data`), seeded so that they are the same on every machine:
+Six JSON-lines files in `nbs/data/tasks/`, 800 rows each (the last 200 are held out by `lmtrain train --data`),
+seeded so that they are the same on every machine. Each task comes twice, with the same rows in the same order:
 
   subtraction.jsonl     "What is 47 - 19?"                          two operands, 1-60, result >= 0
   word_problems.jsonl   "Mia has 14 marbles. She gives away 5 ..."   one or two steps of + and -, small numbers
   three_sum.jsonl       "Add 12, 7 and 25."                          three operands, 1-30
 
-    python scripts/make_tasks.py      # rewrites the three files
+  <task>_worked.jsonl   the same rows with a `reasoning` column: the working a teacher would write
+                        ("47 - 10 = 37, 37 - 9 = 28"), which `--few-shot` shows before each example's `#### N`
+
+    python scripts/make_tasks.py      # rewrites the six files
 """
 import json, random
 from pathlib import Path
@@ -19,35 +22,41 @@ THINGS = ["marbles", "apples", "stickers", "books", "coins", "pencils", "shells"
 
 def subtraction(rng):
     a, b = sorted((rng.randint(1, 60), rng.randint(1, 60)), reverse=True)
-    return f"What is {a} - {b}?", a - b
+    tens, ones = b - b % 10, b % 10   # take away the tens, then the ones
+    steps = [f"{a} - {tens} = {a - tens}"] if tens else []
+    if ones: steps.append(f"{a - tens} - {ones} = {a - b}")
+    return f"What is {a} - {b}?", a - b, ", ".join(steps) or f"{a} - 0 = {a}"
 
 
 def word_problem(rng):
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
     start, gain, loss = rng.randint(5, 40), rng.randint(1, 20), rng.randint(1, 5)
     if rng.random() < 0.5:
-        return f"{name} has {start} {thing}. {name} gets {gain} more. How many {thing} does {name} have now?", start + gain
+        return (f"{name} has {start} {thing}. {name} gets {gain} more. How many {thing} does {name} have now?",
+                start + gain, f"{start} + {gain} = {start + gain}")
     return (f"{name} has {start} {thing}, finds {gain} more and then gives {loss} away. "
-            f"How many {thing} does {name} have left?", start + gain - loss)
+            f"How many {thing} does {name} have left?", start + gain - loss,
+            f"{start} + {gain} = {start + gain}, {start + gain} - {loss} = {start + gain - loss}")
 
 
 def three_sum(rng):
     a, b, c = (rng.randint(1, 30) for _ in range(3))
-    return f"Add {a}, {b} and {c}.", a + b + c
+    return f"Add {a}, {b} and {c}.", a + b + c, f"{a} + {b} = {a + b}, {a + b} + {c} = {a + b + c}"
 
 
 def write(name, make, n=800, seed=0):
     rng, seen, rows = random.Random(f"{name}-{seed}"), set(), []
     while len(rows) < n:
-        prompt, answer = make(rng)
+        prompt, answer, working = make(rng)
         if prompt in seen: continue   # a held-out problem is never also a training problem
-        seen.add(prompt); rows.append({"prompt": prompt, "answer": str(answer)})
-    path = OUT / f"{name}.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+        seen.add(prompt); rows.append({"prompt": prompt, "answer": str(answer), "reasoning": working})
+    plain, worked = OUT / f"{name}.jsonl", OUT / f"{name}_worked.jsonl"
+    plain.write_text("".join(json.dumps({"prompt": r["prompt"], "answer": r["answer"]}) + "\n" for r in rows))
+    worked.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return plain, worked
 
 
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     for name, make in [("subtraction", subtraction), ("word_problems", word_problem), ("three_sum", three_sum)]:
-        print(write(name, make))
+        print(*write(name, make))

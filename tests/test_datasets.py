@@ -81,7 +81,8 @@ def test_load_jsonl_pairs_round_trip_and_errors(tmp_path):
     f.write_text('{"prompt": "What is 2 + 2?", "answer": "4"}\n{"question": "Q?", "answer": "x\\n#### 1,000"}\n{"prompt": "P", "answer": 0.5}\n')
     x, y = load_jsonl_pairs(f)
     assert [a.answer for a in y] == [4, 1000, 0.5] and all(isinstance(q, MathQuestion) for q in x)
-    assert all(isinstance(a, NumericalAnswer) for a in y)
+    assert [type(a).__name__ for a in y] == ["NumericalAnswer", "NumericalAnswerWithThinking", "NumericalAnswer"]
+    assert y[1].thinking == "x"   # the working before `####` is kept, for worked examples
     assert load_jsonl_pairs(save_jsonl_pairs(tmp_path/"again.jsonl", x, y)) == (x, y)
     f.write_text('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": "two"}\n')
     with pytest.raises(DatasetError, match=r"mine\.jsonl:2: field 'answer'") as info: load_jsonl_pairs(f)

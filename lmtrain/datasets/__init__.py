@@ -11,7 +11,7 @@ import contextlib, functools, hashlib, http.client, http.server, importlib, os, 
 import urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 
-from ..data_models import MathQuestion, NumericalAnswer
+from ..data_models import MathQuestion, NumericalAnswer, NumericalAnswerWithThinking
 
 from ..files import FileFormatError, atomic_writer, excerpt, read_jsonl, write_jsonl
 from ..parsing import MAX_CHARS, format_number, parse_gold_number
@@ -35,25 +35,36 @@ def get_field(row: dict, field: str, path=None, line: int | None = None, types: 
     return value
 
 # %% ../../nbs/02_datasets.ipynb #718b77c9
+def _target(value: float, working: str) -> NumericalAnswer | NumericalAnswerWithThinking:
+    "The gold answer, with its working when the row shows some."
+    working = working.strip()
+    return NumericalAnswerWithThinking(thinking=working, answer=value) if working else NumericalAnswer(answer=value)
+
 def load_jsonl_pairs(path, prompt_field: str = "prompt", answer_field: str = "answer", max_chars: int = MAX_CHARS,
-                     ) -> tuple[list[MathQuestion], list[NumericalAnswer]]:
-    "Read a JSON-lines file of prompt/answer rows as `(x, y)`; `question` stands in for a missing `prompt`, `#### N` answers keep N."
+                     reasoning_field: str = "reasoning") -> tuple[list[MathQuestion], list[NumericalAnswer]]:
+    "Read a JSON-lines file of prompt/answer rows as `(x, y)`; `question` stands in for a missing `prompt`, `#### N` answers keep N and their working."
     x, y = [], []
     for line, row in read_jsonl(path):
         field = prompt_field if prompt_field in row or "question" not in row else "question"
         prompt = get_field(row, field, path, line, max_chars=max_chars)
         answer = get_field(row, answer_field, path, line, types=(str, int, float), max_chars=max_chars)
-        if isinstance(answer, str) and "####" in answer: answer = answer.rpartition("####")[2]
+        working = get_field(row, reasoning_field, path, line, allow_empty=True, max_chars=max_chars) if reasoning_field in row else ""
+        if isinstance(answer, str) and "####" in answer:
+            before, _, answer = answer.rpartition("####")
+            working = working or before
         try: value = parse_gold_number(answer)
         except ValueError as e: raise DatasetError(str(e), path, line, answer_field) from None
-        x.append(MathQuestion(question=prompt)); y.append(NumericalAnswer(answer=value))
+        x.append(MathQuestion(question=prompt)); y.append(_target(value, working))
     if not x: raise DatasetError("no rows: expected one JSON object per line", path)
     return x, y
 
 def save_jsonl_pairs(path, x, y, prompt_field: str = "prompt", answer_field: str = "answer") -> Path:
-    "Write `(x, y)` (questions and numerical answers) as the JSON-lines file `load_jsonl_pairs` reads, atomically."
+    "Write `(x, y)` (questions and numerical answers, with any working before `####`) as the file `load_jsonl_pairs` reads, atomically."
     if len(x) != len(y): raise ValueError(f"x has {len(x)} items but y has {len(y)}")
-    return write_jsonl(path, ({prompt_field: q.question, answer_field: format_number(a.answer)} for q, a in zip(x, y)))
+    def answer(a):
+        thinking = getattr(a, "thinking", "")
+        return f"{thinking}\n#### {format_number(a.answer)}" if thinking else format_number(a.answer)
+    return write_jsonl(path, ({prompt_field: q.question, answer_field: answer(a)} for q, a in zip(x, y)))
 
 # %% ../../nbs/02_datasets.ipynb #1acd64bf
 def cache_root() -> Path:
