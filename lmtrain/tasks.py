@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -97,6 +98,10 @@ def load_task(config: TaskConfig, reward: str | None = None, seed: int = 0) -> T
         if len(x) < 2: raise ValueError(f"--data {config.data}: {len(x)} row; need at least 2 (one to train on, one held out)")
         k = min(config.eval_size, len(x) // 2)
         task = Task(config.data, (x[:-k], y[:-k]), (x[-k:], y[-k:]), reward or "format_then_correct", config.instruction or "")
+        if config.few_shot and not any(getattr(t, "thinking", "") for t in y):
+            warnings.warn(f"--data {config.data} shows no working (no 'reasoning' column, nothing before '####'), so its "
+                          f"{config.few_shot} worked examples are bare '#### N' replies, which teach one-token answers; add the "
+                          f"working, or pass --few-shot 0 (lesson 16c measures both)", stacklevel=2)
     elif config.task == "gsm8k":
         from lmtrain.datasets import gsm8k
         (xt, yt), (xe, ye) = gsm8k.load_data()

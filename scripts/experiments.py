@@ -9,6 +9,7 @@ lessons read from `nbs/data/evidence/`.
     python scripts/experiments.py run ablation --seeds 0 1 2            # every experiment of the group
     python scripts/experiments.py run ablation --only lr3e-5 --seeds 0  # one of them
     python scripts/experiments.py collect ablation                      # -> nbs/data/evidence/ablation.json
+    python scripts/experiments.py errors ablation --only fewshot2_prompts8_steps40   # -> ablation_errors.json: what it got wrong
 """
 import argparse, json, os, shutil, subprocess, sys, time
 from pathlib import Path
@@ -148,14 +149,32 @@ def collect(group: str) -> Path:
     return path
 
 
+def errors(group: str, names: list[str]) -> Path:
+    "The held-out problems each run of `names` got wrong after training: question, reply, gold (a small file, for reading errors)."
+    out = {}
+    for name in names:
+        for folder in sorted((RUNS / group / name).glob("s*")):
+            if not (folder / "eval_after.jsonl").exists(): continue
+            rows = [json.loads(line) for line in (folder / "eval_after.jsonl").read_text().splitlines() if line.strip()]
+            question = lambda r: r["prompt"].rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>")[0]
+            out.setdefault(name, {})[folder.name] = {
+                "problems": len(rows),
+                "wrong": [{"question": question(r), "reply": r["completion"], "gold": r["target"]["answer"]}
+                          for r in rows if (r.get("reward") or 0) < 1]}
+    path = EVIDENCE / f"{group}_errors.json"
+    path.write_text(json.dumps(out, indent=1))
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=["run", "collect"])
+    ap.add_argument("action", choices=["run", "collect", "errors"])
     ap.add_argument("group", choices=sorted(GROUPS))
     ap.add_argument("--only", nargs="*", default=[], help="experiments of the group to run (default: all)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="flags added to every run")
     args = ap.parse_args()
+    if args.action == "errors": return print(errors(args.group, args.only))
     if args.action == "run": run(args.group, args.only, args.seeds, args.extra)
     print(collect(args.group))
 
