@@ -98,10 +98,6 @@ def load_task(config: TaskConfig, reward: str | None = None, seed: int = 0) -> T
         if len(x) < 2: raise ValueError(f"--data {config.data}: {len(x)} row; need at least 2 (one to train on, one held out)")
         k = min(config.eval_size, len(x) // 2)
         task = Task(config.data, (x[:-k], y[:-k]), (x[-k:], y[-k:]), reward or "format_then_correct", config.instruction or "")
-        if config.few_shot and not any(getattr(t, "thinking", "") for t in y):
-            warnings.warn(f"--data {config.data} shows no working (no 'reasoning' column, nothing before '####'), so its "
-                          f"{config.few_shot} worked examples are bare '#### N' replies, which teach one-token answers; add the "
-                          f"working, or pass --few-shot 0 (lesson 16c measures both)", stacklevel=2)
     elif config.task == "gsm8k":
         from lmtrain.datasets import gsm8k
         (xt, yt), (xe, ye) = gsm8k.load_data()
@@ -113,4 +109,9 @@ def load_task(config: TaskConfig, reward: str | None = None, seed: int = 0) -> T
                                        low=config.low, high=config.high, answer_format=None)   # bare questions: the instruction is ours
         task = Task(config.task, (xt, yt), (xe, ye), reward or "format_then_correct",
                     HASH_INSTRUCTION if config.instruction is None else config.instruction)
-    return _split_examples(task, config.few_shot, seed) if config.few_shot else task
+    task = _split_examples(task, config.few_shot, seed) if config.few_shot else task
+    if config.data and task.examples and all(reply.startswith("####") for _, reply in task.examples):
+        warnings.warn(f"--data {config.data}: the rows drawn as worked examples show no working (no 'reasoning' column, nothing "
+                      f"before '####'), so the examples are bare '#### N' replies, which teach answering with no working; add "
+                      f"the working, or pass --few-shot 0 (lesson 16c measures both)", stacklevel=2)
+    return task

@@ -151,8 +151,9 @@ def collect(group: str) -> Path:
 
 def errors(group: str, names: list[str]) -> Path:
     "The held-out problems each run of `names` got wrong after training: question, reply, gold (a small file, for reading errors)."
-    out = {}
-    for name in names:
+    path = EVIDENCE / f"{group}_errors.json"
+    out = json.loads(path.read_text()) if path.exists() else {}   # other experiments' entries stay
+    for name in names or list(GROUPS[group]):
         for folder in sorted((RUNS / group / name).glob("s*")):
             if not (folder / "eval_after.jsonl").exists(): continue
             rows = [json.loads(line) for line in (folder / "eval_after.jsonl").read_text().splitlines() if line.strip()]
@@ -161,7 +162,7 @@ def errors(group: str, names: list[str]) -> Path:
                 "problems": len(rows),
                 "wrong": [{"question": question(r), "reply": r["completion"], "gold": r["target"]["answer"]}
                           for r in rows if (r.get("reward") or 0) < 1]}
-    path = EVIDENCE / f"{group}_errors.json"
+    EVIDENCE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     return path
 

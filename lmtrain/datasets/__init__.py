@@ -41,14 +41,14 @@ def _target(value: float, working: str) -> NumericalAnswer | NumericalAnswerWith
     return NumericalAnswerWithThinking(thinking=working, answer=value) if working else NumericalAnswer(answer=value)
 
 def load_jsonl_pairs(path, prompt_field: str = "prompt", answer_field: str = "answer", max_chars: int = MAX_CHARS,
-                     reasoning_field: str = "reasoning") -> tuple[list[MathQuestion], list[NumericalAnswer]]:
+                     reasoning_field: str = "reasoning") -> tuple[list[MathQuestion], list[NumericalAnswer | NumericalAnswerWithThinking]]:
     "Read a JSON-lines file of prompt/answer rows as `(x, y)`; `question` stands in for a missing `prompt`, `#### N` answers keep N and their working."
     x, y = [], []
     for line, row in read_jsonl(path):
         field = prompt_field if prompt_field in row or "question" not in row else "question"
         prompt = get_field(row, field, path, line, max_chars=max_chars)
         answer = get_field(row, answer_field, path, line, types=(str, int, float), max_chars=max_chars)
-        working = get_field(row, reasoning_field, path, line, allow_empty=True, max_chars=max_chars) if reasoning_field in row else ""
+        working = get_field(row, reasoning_field, path, line, allow_empty=True, max_chars=max_chars) if row.get(reasoning_field) is not None else ""
         if isinstance(answer, str) and "####" in answer:
             before, _, answer = answer.rpartition("####")
             working = working or before
