@@ -149,6 +149,11 @@ def collect(group: str) -> Path:
     return path
 
 
+def asked(rollout: dict) -> str:
+    "The question of a held-out rollout: its prompt's last user turn (the chat template's markers stripped)."
+    return rollout["prompt"].rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>")[0]
+
+
 def errors(group: str, names: list[str]) -> Path:
     "The held-out problems each run of `names` got wrong after training: question, reply, gold (a small file, for reading errors)."
     path = EVIDENCE / f"{group}_errors.json"
@@ -157,10 +162,9 @@ def errors(group: str, names: list[str]) -> Path:
         for folder in sorted((RUNS / group / name).glob("s*")):
             if not (folder / "eval_after.jsonl").exists(): continue
             rows = [json.loads(line) for line in (folder / "eval_after.jsonl").read_text().splitlines() if line.strip()]
-            question = lambda r: r["prompt"].rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>")[0]
             out.setdefault(name, {})[folder.name] = {
                 "problems": len(rows),
-                "wrong": [{"question": question(r), "reply": r["completion"], "gold": r["target"]["answer"]}
+                "wrong": [{"question": asked(r), "reply": r["completion"], "gold": r["target"]["answer"]}
                           for r in rows if (r.get("reward") or 0) < 1]}
     EVIDENCE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
