@@ -37,7 +37,7 @@ check: install
 # A static check of the package: undefined names, unused or redefined imports (pyflakes' rules), which no
 # notebook test can catch when a notebook cell imports what the exported module forgot.
 lint: install
-	$(BIN)/ruff check --select F lmtrain
+	$(BIN)/ruff check --select F lmtrain tests scripts
 
 # The fuzz suites at nightly size (the default size runs in make test).
 fuzz: install

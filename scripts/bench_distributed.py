@@ -102,7 +102,7 @@ def bench_http(args):
         t0 = time.perf_counter(); PolicySampler(policy, seed_per_group=True).sample(prompts, n=args.group, max_new_tokens=args.tokens, temperature=1.0, seed=rep)
         t_local = time.perf_counter() - t0
         spent.clear()
-        t0 = time.perf_counter(); s = sampler.sample(prompts, n=args.group, max_new_tokens=args.tokens, temperature=1.0, seed=rep)
+        t0 = time.perf_counter(); sampler.sample(prompts, n=args.group, max_new_tokens=args.tokens, temperature=1.0, seed=rep)
         t_remote = time.perf_counter() - t0
         if rep: local.append(t_local); remote.append(t_remote); gen.append(sum(spent))
     server.shutdown()

@@ -6,7 +6,7 @@ the test compares: gradients and parameters after every update, the logs, the ro
     accelerate launch --multi_gpu --num_processes 2 tests/distributed_worker.py OUT --tag w2 --resume OUT/ck_w1
     accelerate launch --use_fsdp --fsdp_version 2 --num_processes 2 tests/distributed_worker.py OUT --tag f2 --resume OUT/ck_w1
 """
-import argparse, json
+import argparse
 from pathlib import Path
 
 import torch
@@ -104,7 +104,7 @@ def main(argv=None):
             t = trainer(acc, name, args.out, args.tag)
             results[name] = record(t, updates, save_at=2 if name == "grpo" else None, ckpt=args.out / f"ck_{args.tag}")
         if acc.num_processes > 1:
-            try: trainer_bad = DistributedTrainer(Policy(*tiny_model(seed=0)), Toy(), data(),
+            try: DistributedTrainer(Policy(*tiny_model(seed=0)), Toy(), data(),
                                                   TrainConfig(prompts_per_step=3), accelerator=acc)
             except ValueError as e: results["indivisible_error"] = str(e)
     if args.resume is not None:

@@ -1,6 +1,5 @@
 "The `lmtrain` console script end to end on a tiny random model (seconds, offline)."
 import json, shutil, subprocess, sys
-from pathlib import Path
 
 import pytest
 

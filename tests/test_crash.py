@@ -4,7 +4,7 @@ Each chain of attempts is killed again and again until one attempt finishes; the
 uninterrupted run: the same final weights (bit for bit), the same history (every logged number but timings), the
 same rollouts. A killed attempt leaves no temporary folder behind once the next attempt has written a checkpoint.
 """
-import json, os, random, signal, subprocess, sys, time
+import json, os, random, signal, subprocess, sys
 from pathlib import Path
 
 import pytest

@@ -15,7 +15,6 @@ The default size runs in CI in seconds; the nightly size (`make fuzz`) is one va
 import asyncio
 import copy
 import json
-import math
 import os
 import re
 import sys

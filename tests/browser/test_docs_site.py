@@ -1,5 +1,4 @@
 """Every page of the built docs site loads in a real browser without console errors, broken links or missing images."""
-from pathlib import Path
 from urllib.parse import urljoin, urldefrag
 
 import pytest

@@ -1,5 +1,5 @@
 """The widgets lesson opens in a real JupyterLab, runs, and its RolloutViewer renders and responds to clicks."""
-import json, os, socket, subprocess, sys, time, urllib.request
+import json, os, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -40,16 +40,29 @@ def jupyterlab(tmp_path_factory):
            "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=None",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--ServerApp.open_browser=False", "--allow-root"]
     log = open(home / "lab.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(120):
         try:
             urllib.request.urlopen(url + "api/status", timeout=1); break
         except Exception: time.sleep(0.5)
     else:
-        proc.kill(); pytest.fail("JupyterLab did not start: " + (home / "lab.log").read_text()[-2000:])
+        os.killpg(proc.pid, signal.SIGKILL); pytest.fail("JupyterLab did not start: " + (home / "lab.log").read_text()[-2000:])
     yield url
-    proc.terminate(); proc.wait(timeout=20)
+    stop_server(proc, url)
+
+
+def stop_server(proc, url, grace=30):
+    """Shut the kernels down over the REST API, then SIGTERM the server; one still busy after `grace` seconds
+    is killed with its whole process group (kernels included), so a slow shutdown never fails the test run."""
+    try:
+        for k in json.load(urllib.request.urlopen(url + "api/kernels", timeout=5)):
+            urllib.request.urlopen(urllib.request.Request(url + f"api/kernels/{k['id']}", method="DELETE"), timeout=10)
+    except OSError: pass  # the server may already be going down; the signals below still stop it
+    proc.terminate()
+    try: proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL); proc.wait(timeout=10)
 
 
 def test_rollout_viewer_in_jupyterlab(browser, jupyterlab, artifacts):
