@@ -5,7 +5,7 @@
 # %% ../nbs/04b_backends.ipynb #9db23521
 from __future__ import annotations
 
-import asyncio, dataclasses, email.utils, json, os, random, threading, time
+import asyncio, dataclasses, email.utils, hashlib, json, os, random, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -21,7 +21,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # %% auto #0
 __all__ = ['NON_RETRYABLE_STATUS', 'RETRYABLE_STATUS', 'Request', 'Reply', 'RetryPolicy', 'retry_after_s', 'EmptyReplyError',
            'MalformedReplyError', 'RemoteBackend', 'FunctionBackend', 'MicroBatcher', 'ContextLengthError',
-           'generate_batch', 'LocalBackend', 'local_backend']
+           'generate_batch', 'weights_fingerprint', 'LocalBackend', 'local_backend']
 
 # %% ../nbs/04b_backends.ipynb #d65171c9
 @dataclass
@@ -290,6 +290,15 @@ def generate_batch(model, tokenizer, requests: list[Request]) -> list[Reply | Ex
     return results
 
 # %% ../nbs/04b_backends.ipynb #1c5538e4
+def weights_fingerprint(model) -> str:
+    "A hash of every tensor of `model` (names, dtypes, shapes and bytes): equal weights, equal fingerprint, in any process."
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())   # bytes, whatever the dtype (numpy has no bfloat16)
+    return h.hexdigest()
+
 class LocalBackend:
     "A transformers causal LM in this process; concurrent requests share batched forward passes."
     def __init__(self, name: str = SMOLLM2_NAME, model=None, tokenizer=None, max_batch: int = 32, max_wait_s: float = 0.005):
@@ -297,6 +306,7 @@ class LocalBackend:
         self.batcher = MicroBatcher(self._run_batch, max_batch=max_batch, max_wait_s=max_wait_s)
         self._load_lock = threading.Lock()
         self.weights_changed = False  # set when `model` was trained or loaded in place (lesson 15b): a saved program then writes these weights
+        self._fingerprint_lock, self._fingerprinted = threading.Lock(), (None, None)
 
     def supports_schema(self) -> bool: return False
 
@@ -312,6 +322,20 @@ class LocalBackend:
     async def prepare(self):
         "Load the model in the worker thread, before any per-call timeout starts counting."
         if self.model is None: await asyncio.get_running_loop().run_in_executor(self.batcher._executor, self.load)
+
+    def weights_key(self) -> str:
+        """`weights_fingerprint` of the weights now, for the disk cache's key: replies cached before a training step are
+        not served after it. Hashing is done again only when a tensor was replaced or changed in place (its version
+        counter moved), so a call on unchanged weights pays for reading about 300 counters, not 0.5 GB."""
+        model, _ = self.load()
+        with self._fingerprint_lock:
+            state = tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
+            if self._fingerprinted[0] != state: self._fingerprinted = (state, weights_fingerprint(model))
+            return self._fingerprinted[1]
+
+    async def cache_tag(self) -> str:
+        "`weights_key()` off the event loop (the first hash of SmolLM2 takes about a second)."
+        return await asyncio.get_running_loop().run_in_executor(None, self.weights_key)
 
     def _run_batch(self, requests: list[Request]) -> list:
         model, tokenizer = self.load()

@@ -402,8 +402,11 @@ class LanguageModel:
         start = time.perf_counter()
         request = self._request(messages, data_model, temperature, max_tokens, timeout, params)
         use_cache = self.cache is not None and cache is not False
-        key = request_key(self.model, request.messages, request.params,
-                          request.response_format or (schema_of(data_model) if data_model else None), sample_index) if use_cache else None
+        key = None
+        if use_cache:   # a local model's replies belong to its weights now, which training changes under the same name
+            weights = await self.backend.cache_tag() if hasattr(self.backend, "cache_tag") else None
+            key = request_key(self.model if weights is None else f"{self.model}@{weights}", request.messages, request.params,
+                              request.response_format or (schema_of(data_model) if data_model else None), sample_index)
         reply, attempts, cached = (self.cache.get(key) if use_cache else None), 0, False
         began = time.perf_counter()   # a cached reply gets the whole timeout for its reading
         if reply is not None: cached = True
