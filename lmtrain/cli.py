@@ -23,7 +23,7 @@ from .trainer import TrainConfig
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',
            'check_out', 'clear_run', 'resolve_scoring', 'check_model', 'accuracy', 'rescore', 'pass_at_k_scores',
            'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer', 'run',
-           'summarise', 'write_outputs', 'importable_cwd', 'main']
+           'summarise', 'read_own_run', 'write_outputs', 'importable_cwd', 'main']
 
 # %% ../nbs/16_cli.ipynb #a2a93b90
 class SamplerOptions(Config):
@@ -284,7 +284,7 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     if main_process:
         save_rollouts(out / "eval_after.jsonl", eval_after)
         history.to_json(out / "history.json")
-        write_outputs(out, summary, history)
+        write_outputs(out, summary, history, check=strict, max_new_tokens=trainer.config.sampling.max_new_tokens)
     if accelerator is not None: accelerator.wait_for_everyone()
     return summary
 
@@ -307,16 +307,29 @@ def summarise(config, task, before, after, history, trainer, train_seconds, star
          "config": config.model_dump()}
     return s
 
-def write_outputs(out: Path, summary: dict, history):
-    "summary.json, the plots and report.html (lesson 17a)."
+def read_own_run(rollouts, eval_after, history, check=None, max_new_tokens: int | None = None) -> tuple[dict, list[str]]:
+    "Lesson 18's `diagnose` on the run's own rollouts (the strict metric as the independent check): its numbers and its warnings."
+    from lmtrain.diagnostics import diagnose, run_warnings
+    if not rollouts: return {}, []
+    try:
+        d = diagnose(rollouts, check=check, history=history)
+        found = run_warnings(d, eval_after, max_new_tokens)
+    except Exception as e:   # a finished run's files matter more than its self-diagnosis: say so, and write them
+        return {}, [f"the run's own diagnosis failed ({type(e).__name__}: {e}); read rollouts.jsonl with lmtrain.diagnostics"]
+    plain = lambda v: None if isinstance(v, float) and not math.isfinite(v) else round(v, 4) if isinstance(v, float) else v
+    return {k: plain(v) for k, v in d.items() if k != "curves"}, found
+
+def write_outputs(out: Path, summary: dict, history, check=None, max_new_tokens: int | None = None):
+    "summary.json (with the run's own diagnosis and warnings), the plots and report.html (lesson 17a)."
     from lmtrain.reports import plot_accuracy, plot_curves, write_report
     from lmtrain.rollouts import load_rollouts
+    rollouts = load_rollouts(out / "rollouts.jsonl") if (out / "rollouts.jsonl").exists() else None
+    eval_before, eval_after = load_rollouts(out / "eval_before.jsonl"), load_rollouts(out / "eval_after.jsonl")
+    summary["diagnosis"], summary["warnings"] = read_own_run(rollouts, eval_after, history, check, max_new_tokens)
     plot_curves(history, out / "curves.png", summary["accuracy_before"])
     plot_accuracy(summary, out / "accuracy.png")
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
-    rollouts = load_rollouts(out / "rollouts.jsonl") if (out / "rollouts.jsonl").exists() else None
-    write_report(out, summary, load_rollouts(out / "eval_before.jsonl"), load_rollouts(out / "eval_after.jsonl"),
-                 history=history, rollouts=rollouts)
+    write_report(out, summary, eval_before, eval_after, history=history, rollouts=rollouts)
 
 # %% ../nbs/16_cli.ipynb #c35c8155
 EXPECTED_ERRORS = (CheckpointError, ConfigError, FileNotFoundError, ValueError, NotImplementedError, OSError)
@@ -339,4 +352,5 @@ def main(argv=None) -> int:
               f"(± {summary['accuracy_after_se']:.1%}), format-free {summary['format_free_before']:.1%} -> "
               f"{summary['format_free_after']:.1%}, in {summary['steps']} steps ({summary['seconds_per_step_median']:.1f} s/step); "
               f"wrote {config.out}/")
+        for warning in summary.get("warnings", []): print(f"lmtrain: warning: {warning}", file=sys.stderr)
     return 0

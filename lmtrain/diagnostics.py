@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['by_step', 'per_step', 'mean_reward', 'mean_length', 'truncation_rate', 'groups', 'distinct_share',
-           'zero_variance_share', 'check_rate', 'slope', 'diagnose']
+           'zero_variance_share', 'check_rate', 'slope', 'diagnose', 'same_reply_share', 'run_warnings']
 
 # %% ../nbs/18_reading_rollouts.ipynb #643767af
 import math
@@ -92,4 +92,37 @@ def diagnose(rollouts, check: Callable | None = None, history=None, window: int 
         e0, e1 = curves["entropy"][0], _ends(curves["entropy"], window)[1]  # the untrained policy's entropy, then now
         out.update(entropy_first=e0, entropy_last=e1,
                    entropy_collapse=out["entropy_collapse"] or (z1 >= 0.5 and e1 < collapse * e0))
+    return out
+
+# %% ../nbs/18_reading_rollouts.ipynb #3b0d7a02
+def same_reply_share(rollouts) -> tuple[float, str]:
+    "The share of `rollouts` whose completion is the most common one, and that completion (`(0.0, '')` for none)."
+    texts = [(field(r, "completion") or "").strip() for r in rollouts]
+    if not texts: return 0.0, ""
+    top = max(set(texts), key=texts.count)
+    return texts.count(top) / len(texts), top
+
+def run_warnings(d: dict, eval_after=(), max_new_tokens: int | None = None, truncated: float = 0.25,
+                 same_reply: float = 0.5, min_problems: int = 20) -> list[str]:
+    "What a run's report should point at, as sentences with their numbers: `diagnose`'s flags, a token budget that cuts replies, one reply for all."
+    out = []
+    if d.get("hacking"):
+        out.append(f"reward hacking? the training reward rose {d['reward_first']:.2f} -> {d['reward_last']:.2f} while the "
+                   f"strict check went {d['check_first']:.2f} -> {d['check_last']:.2f}: read the high-reward replies with a wrong answer")
+    if d.get("length_drift"):
+        out.append(f"length drift: mean completion length {d['length_first']:.1f} tokens at the start, fitted change "
+                   f"{d['length_change']:+.1f}; truncated {d['truncated_first']:.0%} -> {d['truncated_last']:.0%}")
+    if d.get("entropy_collapse"):
+        out.append(f"entropy collapse: the samples of a group stopped differing (distinct share {d['distinct_first']:.2f} -> "
+                   f"{d['distinct_last']:.2f}, zero-variance groups {d['zero_variance_last']:.0%} at the end): lower the learning "
+                   f"rate, or try --entropy-coef or --zero-variance resample")
+    cut = _mean(d.get("curves", {}).get("truncated", []))
+    if cut >= truncated:
+        budget = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
+        out.append(f"{cut:.0%} of the training replies were cut at {budget}: their rewards judge unfinished replies; "
+                   f"raise --max-new-tokens")
+    share, text = same_reply_share(eval_after)
+    if len(eval_after) >= min_problems and share >= same_reply:
+        out.append(f"{share:.0%} of the {len(eval_after)} held-out replies after training are the same text {text[:60]!r}: "
+                   f"the policy answers without reading the question")
     return out

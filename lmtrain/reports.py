@@ -86,7 +86,11 @@ def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, 
         views += "<h2>Training rollouts, per step</h2>" + table_html(summary_rows(rollouts))
         views += (f"<h2>Training rollouts of the last step ({last}), coloured by advantage</h2>"
                   + RolloutViewer([r for r in rollouts if r.step == last]).to_html(limit=n_examples, by="advantage"))
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.items() if k != "config")
+    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.items() if k not in ("config", "diagnosis", "warnings"))
+    warnings = summary.get("warnings") or []   # the job's reading of its own rollouts (lesson 18)
+    look = ("<h2>What to look at</h2><ul class=warn>" + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>") if warnings else \
+           ("<h2>What to look at</h2><p>Nothing flagged: no sign of reward hacking, length drift, collapse, cut replies or one "
+            "reply for every question (lesson 18).</p>" if "warnings" in summary else "")
     config = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.get("config", {}).items())
     pairs = ""
     for b, a in list(zip(eval_before, eval_after))[:n_examples]:
@@ -95,8 +99,9 @@ def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, 
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>lmtrain run report</title><link rel="icon" href="data:,"><style>
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;font-size:13px}} .p{{color:#666;max-width:300px}}
-.r1{{background:#e6f7e6}} .r0{{background:#fbeaea}} td{{white-space:pre-wrap}}</style></head><body>
+.r1{{background:#e6f7e6}} .r0{{background:#fbeaea}} td{{white-space:pre-wrap}} .warn li{{color:#8a4b00}}</style></head><body>
 <h1>lmtrain run report</h1>
+{look}
 <h2>Summary</h2><table>{rows}</table>
 <img src="accuracy.png" alt="accuracy before/after"> <img src="curves.png" alt="training curves" style="max-width:100%">
 <h2>Held-out replies (greedy): before / after</h2>
