@@ -5,7 +5,7 @@
 # %% ../nbs/04b_backends.ipynb #9db23521
 from __future__ import annotations
 
-import asyncio, dataclasses, email.utils, hashlib, json, os, random, threading, time
+import asyncio, dataclasses, email.utils, hashlib, json, os, random, threading, time, weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -21,7 +21,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # %% auto #0
 __all__ = ['NON_RETRYABLE_STATUS', 'RETRYABLE_STATUS', 'Request', 'Reply', 'RetryPolicy', 'retry_after_s', 'EmptyReplyError',
            'MalformedReplyError', 'RemoteBackend', 'FunctionBackend', 'MicroBatcher', 'ContextLengthError',
-           'generate_batch', 'weights_fingerprint', 'LocalBackend', 'local_backend']
+           'generate_batch', 'weights_fingerprint', 'adapter_state', 'LocalBackend', 'local_backend']
 
 # %% ../nbs/04b_backends.ipynb #d65171c9
 @dataclass
@@ -291,13 +291,22 @@ def generate_batch(model, tokenizer, requests: list[Request]) -> list[Reply | Ex
 
 # %% ../nbs/04b_backends.ipynb #1c5538e4
 def weights_fingerprint(model) -> str:
-    "A hash of every tensor of `model` (names, dtypes, shapes and bytes): equal weights, equal fingerprint, in any process."
+    """A hash of every entry of `model`'s state dict (names, dtypes, shapes and bytes; a non-tensor entry such as a
+    module's extra state by its repr): equal weights, equal fingerprint, in any process."""
     h = hashlib.blake2b(digest_size=16)
     for name, t in model.state_dict().items():
+        if not isinstance(t, torch.Tensor): h.update(f"{name}|{t!r}|".encode()); continue
+        if t.is_meta: raise ValueError(f"{name} is on the meta device: weights that are not in memory cannot be fingerprinted")
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())   # bytes, whatever the dtype (numpy has no bfloat16)
     return h.hexdigest()
+
+def adapter_state(model) -> str:
+    "Which peft adapters answer now, and whether they are switched off: that changes the replies without changing a tensor."
+    if not hasattr(model, "peft_config"): return ""
+    disabled = any(getattr(m, "_disable_adapters", False) is True for m in model.modules())
+    return f"|adapters={list(getattr(model, 'active_adapters', []) or [])}|disabled={disabled}"
 
 class LocalBackend:
     "A transformers causal LM in this process; concurrent requests share batched forward passes."
@@ -324,14 +333,19 @@ class LocalBackend:
         if self.model is None: await asyncio.get_running_loop().run_in_executor(self.batcher._executor, self.load)
 
     def weights_key(self) -> str:
-        """`weights_fingerprint` of the weights now, for the disk cache's key: replies cached before a training step are
-        not served after it. Hashing is done again only when a tensor was replaced or changed in place (its version
-        counter moved), so a call on unchanged weights pays for reading about 300 counters, not 0.5 GB."""
+        """`weights_fingerprint` of the weights now, and the active peft adapters, for the disk cache's key: replies
+        cached before a training step are not served after it. The hash is redone only when a tensor was replaced or
+        changed in place (an optimiser step, `load_state_dict`, a merged adapter: its version counter moved), so a
+        call on unchanged weights reads about 300 counters, not 0.5 GB. A write through `.data` moves no counter and
+        is not seen: change weights in place under `torch.no_grad()`, as optimisers do."""
         model, _ = self.load()
         with self._fingerprint_lock:
-            state = tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
-            if self._fingerprinted[0] != state: self._fingerprinted = (state, weights_fingerprint(model))
-            return self._fingerprinted[1]
+            tensors = [t for t in model.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+            refs, _ = self._fingerprinted
+            unchanged = refs is not None and len(refs) == len(tensors) and all(
+                ref() is t and version == t._version for (ref, version), t in zip(refs, tensors))
+            if not unchanged: self._fingerprinted = ([(weakref.ref(t), t._version) for t in tensors], weights_fingerprint(model))
+            return self._fingerprinted[1] + adapter_state(model)
 
     async def cache_tag(self) -> str:
         "`weights_key()` off the event loop (the first hash of SmolLM2 takes about a second)."

@@ -23,7 +23,7 @@ from .trainer import TrainConfig
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',
            'check_out', 'clear_run', 'resolve_scoring', 'check_model', 'accuracy', 'rescore', 'pass_at_k_scores',
            'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer', 'run',
-           'summarise', 'read_own_run', 'write_outputs', 'importable_cwd', 'main']
+           'summarise', 'own_check', 'read_own_run', 'write_outputs', 'importable_cwd', 'main']
 
 # %% ../nbs/16_cli.ipynb #a2a93b90
 class SamplerOptions(Config):
@@ -284,7 +284,7 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     if main_process:
         save_rollouts(out / "eval_after.jsonl", eval_after)
         history.to_json(out / "history.json")
-        write_outputs(out, summary, history, check=strict, max_new_tokens=trainer.config.sampling.max_new_tokens)
+        write_outputs(out, summary, history, strict=strict, max_new_tokens=trainer.config.sampling.max_new_tokens)
     if accelerator is not None: accelerator.wait_for_everyone()
     return summary
 
@@ -307,28 +307,45 @@ def summarise(config, task, before, after, history, trainer, train_seconds, star
          "config": config.model_dump()}
     return s
 
-def read_own_run(rollouts, eval_after, history, check=None, max_new_tokens: int | None = None) -> tuple[dict, list[str]]:
-    "Lesson 18's `diagnose` on the run's own rollouts (the strict metric as the independent check): its numbers and its warnings."
-    from lmtrain.diagnostics import diagnose, run_warnings
-    if not rollouts: return {}, []
+def own_check(rollouts, strict, reward_name: str | None):
+    """The independent check for the run's own diagnosis: the strict metric's score stored in each rollout's breakdown
+    when the reward has it as a term (free), None when the metric is the reward itself (nothing independent to
+    compare with), else the metric, scoring each training reply again."""
+    name = getattr(strict, "name", None)
+    if name is None or name == reward_name: return None
+    from lmtrain.diagnostics import stored_score
+    return name if rollouts and stored_score(rollouts[0], name) is not None else strict
+
+def read_own_run(out: Path, eval_after, history, strict=None, reward_name: str | None = None,
+                 max_new_tokens: int | None = None, gain: float | None = None) -> tuple[dict, list[str]]:
+    "Lesson 18's `diagnose` on the run's own `rollouts.jsonl`: its numbers (with the checks that ran) and its warnings."
+    from lmtrain.diagnostics import checks_run, diagnose, run_warnings
+    from lmtrain.rollouts import load_rollouts
     try:
-        d = diagnose(rollouts, check=check, history=history)
-        found = run_warnings(d, eval_after, max_new_tokens)
-    except Exception as e:   # a finished run's files matter more than its self-diagnosis: say so, and write them
-        return {}, [f"the run's own diagnosis failed ({type(e).__name__}: {e}); read rollouts.jsonl with lmtrain.diagnostics"]
+        path = out / "rollouts.jsonl"
+        rollouts = load_rollouts(path, skip_bad_lines=True) if path.exists() else []
+        if not rollouts: return {"checked": []}, []
+        d = diagnose(rollouts, check=own_check(rollouts, strict, reward_name), history=history)
+        d["checked"] = checks_run(d, eval_after)
+        found = run_warnings(d, eval_after, max_new_tokens, gain=gain)
+    except Exception as e:   # a finished run's files matter more than its self-diagnosis: say so, and keep them
+        return {"checked": []}, [f"the run's own diagnosis failed ({type(e).__name__}: {e}); read rollouts.jsonl with lmtrain.diagnostics"]
     plain = lambda v: None if isinstance(v, float) and not math.isfinite(v) else round(v, 4) if isinstance(v, float) else v
     return {k: plain(v) for k, v in d.items() if k != "curves"}, found
 
-def write_outputs(out: Path, summary: dict, history, check=None, max_new_tokens: int | None = None):
-    "summary.json (with the run's own diagnosis and warnings), the plots and report.html (lesson 17a)."
+def write_outputs(out: Path, summary: dict, history, strict=None, max_new_tokens: int | None = None):
+    """summary.json, the plots and report.html (lesson 17a). The summary is on disk before the run reads its own
+    rollouts; then it is written again with the `diagnosis` and `warnings` that reading found."""
     from lmtrain.reports import plot_accuracy, plot_curves, write_report
     from lmtrain.rollouts import load_rollouts
-    rollouts = load_rollouts(out / "rollouts.jsonl") if (out / "rollouts.jsonl").exists() else None
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     eval_before, eval_after = load_rollouts(out / "eval_before.jsonl"), load_rollouts(out / "eval_after.jsonl")
-    summary["diagnosis"], summary["warnings"] = read_own_run(rollouts, eval_after, history, check, max_new_tokens)
+    summary["diagnosis"], summary["warnings"] = read_own_run(out, eval_after, history, strict, summary.get("reward"), max_new_tokens,
+                                                             gain=summary["accuracy_after"] - summary["accuracy_before"])
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     plot_curves(history, out / "curves.png", summary["accuracy_before"])
     plot_accuracy(summary, out / "accuracy.png")
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    rollouts = load_rollouts(out / "rollouts.jsonl", skip_bad_lines=True) if (out / "rollouts.jsonl").exists() else None
     write_report(out, summary, eval_before, eval_after, history=history, rollouts=rollouts)
 
 # %% ../nbs/16_cli.ipynb #c35c8155

@@ -4,10 +4,12 @@
 
 # %% auto #0
 __all__ = ['by_step', 'per_step', 'mean_reward', 'mean_length', 'truncation_rate', 'groups', 'distinct_share',
-           'zero_variance_share', 'check_rate', 'slope', 'diagnose', 'same_reply_share', 'run_warnings']
+           'zero_variance_share', 'stored_score', 'check_rate', 'slope', 'diagnose', 'same_reply_share', 'checks_run',
+           'run_warnings']
 
 # %% ../nbs/18_reading_rollouts.ipynb #643767af
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from .rollouts import field
@@ -47,10 +49,20 @@ def zero_variance_share(rs) -> float:
     return _mean(float(len({field(r, "reward") for r in g}) == 1) for g in groups(rs) if len(g) > 1)
 
 # %% ../nbs/18_reading_rollouts.ipynb #7a06dab8
+def stored_score(r, term: str) -> float | None:
+    "The score the reward already gave `term` in this rollout (`breakdown['parts'][term]`), None when it has none."
+    parts = (field(r, "breakdown") or {}).get("parts") or {}
+    value = parts.get(term)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
 def check_rate(check) -> Callable:
-    "A measure: the mean of `check(target, completion)` over a step's rollouts (e.g. is the final answer right?)."
-    def measure(rs): return _mean(check(field(r, "target"), field(r, "completion")) for r in rs)
-    measure.__name__ = getattr(check, "name", "check")
+    """A measure: the mean of `check(target, completion)` over a step's rollouts (e.g. is the final answer right?).
+    A string names a term of the training reward instead, read from each rollout's breakdown: no scoring again."""
+    if isinstance(check, str):
+        def measure(rs): return _mean(stored_score(r, check) for r in rs)
+    else:
+        def measure(rs): return _mean(check(field(r, "target"), field(r, "completion")) for r in rs)
+    measure.__name__ = check if isinstance(check, str) else getattr(check, "name", "check")
     return measure
 
 def slope(ys: Sequence[float]) -> float:
@@ -95,16 +107,29 @@ def diagnose(rollouts, check: Callable | None = None, history=None, window: int 
     return out
 
 # %% ../nbs/18_reading_rollouts.ipynb #3b0d7a02
-def same_reply_share(rollouts) -> tuple[float, str]:
-    "The share of `rollouts` whose completion is the most common one, and that completion (`(0.0, '')` for none)."
+def same_reply_share(rollouts) -> tuple[float, str, float]:
+    "The share of `rollouts` whose completion is the most common one, that completion, and its mean reward (`(0.0, '', nan)` for none)."
     texts = [(field(r, "completion") or "").strip() for r in rollouts]
-    if not texts: return 0.0, ""
-    top = max(set(texts), key=texts.count)
-    return texts.count(top) / len(texts), top
+    if not texts: return 0.0, "", float("nan")
+    top, count = Counter(texts).most_common(1)[0]
+    return count / len(texts), top, _mean(field(r, "reward") for r, t in zip(rollouts, texts) if t == top)
+
+def _finite(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+def checks_run(d: dict, eval_after=(), min_problems: int = 20) -> list[str]:
+    "Which of `run_warnings`' checks had the numbers to run: a report that says 'nothing flagged' must say among what."
+    ok = lambda *keys: all(_finite(d.get(k)) for k in keys)
+    found = {"reward hacking": ok("check_first", "check_last") and d.get("steps", 0) >= 2,
+             "length drift": ok("length_first") and d.get("steps", 0) >= 2,
+             "entropy collapse": ok("distinct_last") or ok("entropy_last"),
+             "replies cut at max_new_tokens": ok("truncated_last"),
+             "one reply for every question": len(eval_after) >= min_problems}
+    return [name for name, ran in found.items() if ran]
 
 def run_warnings(d: dict, eval_after=(), max_new_tokens: int | None = None, truncated: float = 0.25,
-                 same_reply: float = 0.5, min_problems: int = 20) -> list[str]:
-    "What a run's report should point at, as sentences with their numbers: `diagnose`'s flags, a token budget that cuts replies, one reply for all."
+                 same_reply: float = 0.5, min_problems: int = 20, collapse: float = 0.3, solved: float = 0.5,
+                 gain: float | None = None, min_gain: float = 0.05) -> list[str]:
+    "What a run's report should point at, as sentences with their numbers: `diagnose`'s flags, a token budget that cuts replies, one wrong reply for all."
     out = []
     if d.get("hacking"):
         out.append(f"reward hacking? the training reward rose {d['reward_first']:.2f} -> {d['reward_last']:.2f} while the "
@@ -112,17 +137,24 @@ def run_warnings(d: dict, eval_after=(), max_new_tokens: int | None = None, trun
     if d.get("length_drift"):
         out.append(f"length drift: mean completion length {d['length_first']:.1f} tokens at the start, fitted change "
                    f"{d['length_change']:+.1f}; truncated {d['truncated_first']:.0%} -> {d['truncated_last']:.0%}")
-    if d.get("entropy_collapse"):
-        out.append(f"entropy collapse: the samples of a group stopped differing (distinct share {d['distinct_first']:.2f} -> "
-                   f"{d['distinct_last']:.2f}, zero-variance groups {d['zero_variance_last']:.0%} at the end): lower the learning "
-                   f"rate, or try --entropy-coef or --zero-variance resample")
-    cut = _mean(d.get("curves", {}).get("truncated", []))
-    if cut >= truncated:
+    # a sharp policy that learns is sharpening, not collapse (the flag's own caveat, above): warn only when most groups
+    # lost their signal and the run did not learn (held-out gain under `min_gain`; without one, the check still low)
+    level, measure = (d["check_last"], "the strict check") if _finite(d.get("check_last")) else (d.get("reward_last"), "the reward")
+    stuck = gain < min_gain if _finite(gain) else _finite(level) and level < solved
+    if d.get("entropy_collapse") and d.get("zero_variance_last", 0) >= 0.5 and stuck:
+        why = (f"the samples of a group stopped differing (distinct share {d['distinct_first']:.2f} -> {d['distinct_last']:.2f})"
+               if d["distinct_last"] < collapse else
+               f"the policy's entropy fell {d['entropy_first']:.2f} -> {d['entropy_last']:.2f} nats a token while "
+               f"{d['zero_variance_last']:.0%} of the groups had no reward spread")
+        result = f"held-out accuracy changed {gain * 100:+.1f} points" if _finite(gain) else f"{measure} is at {level:.2f}"
+        out.append(f"entropy collapse: {why}, and {result}: lower the learning rate, or try --entropy-coef "
+                   f"or --zero-variance resample")
+    if d.get("truncated_last", 0) >= truncated:
         budget = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
-        out.append(f"{cut:.0%} of the training replies were cut at {budget}: their rewards judge unfinished replies; "
-                   f"raise --max-new-tokens")
-    share, text = same_reply_share(eval_after)
-    if len(eval_after) >= min_problems and share >= same_reply:
-        out.append(f"{share:.0%} of the {len(eval_after)} held-out replies after training are the same text {text[:60]!r}: "
-                   f"the policy answers without reading the question")
+        out.append(f"{d['truncated_last']:.0%} of the training replies of the last steps were cut at {budget} "
+                   f"({d['truncated_first']:.0%} in the first): their rewards judge unfinished replies; raise --max-new-tokens")
+    share, text, reward = same_reply_share(eval_after)
+    if len(eval_after) >= min_problems and share >= same_reply and reward < 0.5:   # one right answer to a yes/no task is no collapse
+        out.append(f"{share:.0%} of the {len(eval_after)} held-out replies after training are the same text {text[:60]!r}, "
+                   f"right for {reward:.0%} of them: the policy answers without reading the question")
     return out

@@ -404,9 +404,10 @@ class LanguageModel:
         use_cache = self.cache is not None and cache is not False
         key = None
         if use_cache:   # a local model's replies belong to its weights now, which training changes under the same name
-            weights = await self.backend.cache_tag() if hasattr(self.backend, "cache_tag") else None
-            key = request_key(self.model if weights is None else f"{self.model}@{weights}", request.messages, request.params,
-                              request.response_format or (schema_of(data_model) if data_model else None), sample_index)
+            try: weights = await self.backend.cache_tag() if hasattr(self.backend, "cache_tag") else None
+            except Exception: use_cache = False   # weights that cannot be fingerprinted: no cache for this call (a load error surfaces below)
+            else: key = request_key(self.model if weights is None else f"{self.model}@{weights}", request.messages, request.params,
+                                    request.response_format or (schema_of(data_model) if data_model else None), sample_index)
         reply, attempts, cached = (self.cache.get(key) if use_cache else None), 0, False
         began = time.perf_counter()   # a cached reply gets the whole timeout for its reading
         if reply is not None: cached = True

@@ -11,7 +11,7 @@ from pathlib import Path
 from .widgets import RolloutViewer, TrainingMonitor, rollouts_report_html, summary_rows, table_html
 
 # %% auto #0
-__all__ = ['CURVES', 'plot_curves', 'plot_accuracy', 'question_of', 'write_report']
+__all__ = ['CURVES', 'ALL_CHECKS', 'plot_curves', 'plot_accuracy', 'question_of', 'write_report']
 
 # %% ../nbs/17a_reports.ipynb #ad0a3603
 CURVES = [("reward_mean", "reward (mean of samples)"), ("val_score", "held-out greedy accuracy (strict)"),
@@ -69,6 +69,18 @@ def question_of(prompt: str) -> str:
     turns = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt, re.S)
     return turns[-1].strip() if turns else prompt[-200:]
 
+ALL_CHECKS = ("reward hacking", "length drift", "entropy collapse", "replies cut at max_new_tokens", "one reply for every question")
+
+def _look_here(summary: dict) -> str:
+    "The report's first section: the job's warnings about its own run (lesson 18), or what it checked and found nothing in."
+    if "warnings" not in summary: return ""    # a summary from before the job read its own run
+    warnings, checked = summary["warnings"], (summary.get("diagnosis") or {}).get("checked", [])
+    if warnings: body = "<ul class=warn>" + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>"
+    else: body = f"<p>Nothing flagged among: {_esc(', '.join(checked) or 'no check had the numbers to run')}.</p>"
+    missing = [c for c in ALL_CHECKS if c not in checked]
+    if missing: body += f"<p>Not checked (too few steps, problems or an independent metric): {_esc(', '.join(missing))}.</p>"
+    return "<h2>What to look at</h2>" + body
+
 def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, n_examples: int = 12,
                  history=None, rollouts=None) -> Path:
     "A static `report.html`: summary, plots, held-out replies before/after, and the widgets' static views."
@@ -87,10 +99,7 @@ def write_report(out: Path, summary: dict, eval_before: list, eval_after: list, 
         views += (f"<h2>Training rollouts of the last step ({last}), coloured by advantage</h2>"
                   + RolloutViewer([r for r in rollouts if r.step == last]).to_html(limit=n_examples, by="advantage"))
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.items() if k not in ("config", "diagnosis", "warnings"))
-    warnings = summary.get("warnings") or []   # the job's reading of its own rollouts (lesson 18)
-    look = ("<h2>What to look at</h2><ul class=warn>" + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>") if warnings else \
-           ("<h2>What to look at</h2><p>Nothing flagged: no sign of reward hacking, length drift, collapse, cut replies or one "
-            "reply for every question (lesson 18).</p>" if "warnings" in summary else "")
+    look = _look_here(summary)
     config = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in summary.get("config", {}).items())
     pairs = ""
     for b, a in list(zip(eval_before, eval_after))[:n_examples]:

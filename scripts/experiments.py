@@ -3,8 +3,8 @@
 Each experiment is a name and the flags that set it apart from the main job's defaults; each (experiment, seed)
 runs once, in its own process, into `RUNS/<experiment>/s<seed>` (a run with a `summary.json` is done and skipped,
 so the queue can be stopped and started again). `collect` writes one small JSON per experiment group with, per run,
-the summary's numbers and the per-step curves (reward, completion length, clip ratio, KL, entropy, ...), which the
-lessons read from `nbs/data/evidence/`.
+the summary's numbers, the per-step curves (reward, completion length, clip ratio, KL, entropy, ...) and the
+job's reading of its own rollouts (`diagnosis`, `warnings`; lesson 18), which the lessons read from `nbs/data/evidence/`.
 
     python scripts/experiments.py run ablation --seeds 0 1 2            # every experiment of the group
     python scripts/experiments.py run ablation --only lr3e-5 --seeds 0  # one of them
@@ -65,6 +65,11 @@ GROUPS = {
         "fewshot2_prompts8_steps60": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "60"],
         "fewshot2_prompts8_steps40_agg_token": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                                 "--loss-aggregation", "token"],
+        # the 60-step runs fell back after step 40: does decaying the learning rate to 0 keep the end of the run?
+        "fewshot2_prompts8_steps40_cosine": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
+                                             "--lr-schedule", "cosine"],
+        "fewshot2_prompts8_steps40_lr2e-5_linear": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
+                                                    "--learning-rate", "2e-5", "--lr-schedule", "linear"],
     },
     # lesson 14b: the same budget through each estimator (the main job's defaults otherwise)
     "algorithms": {   # REINFORCE's three differ only in the baseline (sum / constant normaliser, as lesson 14b's step)
@@ -142,11 +147,25 @@ def collect(group: str) -> Path:
         record["val"] = {k: v for k, v in history["history"].items() if k.startswith("val_") or k == "step"}
         record["flags"] = GROUPS.get(group, {}).get(folder.parent.name)
         record["config"] = summary.get("config")   # the whole run's options, flags added with --extra included
+        record["diagnosis"], record["warnings"] = own_reading(folder, summary)
         out.setdefault(folder.parent.name, {})[folder.name] = record
     EVIDENCE.mkdir(parents=True, exist_ok=True)
     path = EVIDENCE / f"{group}.json"
     path.write_text(json.dumps(out, indent=1))
     return path
+
+
+def own_reading(folder: Path, summary: dict) -> tuple[dict, list[str]]:
+    "What the main job now says about its own run (lesson 18), for runs made before it did: the same `read_own_run`."
+    if "warnings" in summary and not os.environ.get("LMTRAIN_REREAD"): return summary.get("diagnosis", {}), summary["warnings"]
+    from lmtrain import rewards
+    from lmtrain.callbacks import History
+    from lmtrain.cli import read_own_run
+    from lmtrain.rollouts import load_rollouts
+    history = History.from_json(folder / "history.json")
+    max_new_tokens = (summary.get("config") or {}).get("sampling", {}).get("max_new_tokens")
+    return read_own_run(folder, load_rollouts(folder / "eval_after.jsonl"), history, rewards.get(summary["metric"]),
+                        summary.get("reward"), max_new_tokens, gain=summary["accuracy_after"] - summary["accuracy_before"])
 
 
 def asked(rollout: dict) -> str:
