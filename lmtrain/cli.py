@@ -312,9 +312,9 @@ def own_check(rollouts, strict, reward_name: str | None):
     when the reward has it as a term (free), None when the metric is the reward itself (nothing independent to
     compare with), else the metric, scoring each training reply again."""
     name = getattr(strict, "name", None)
-    if name is None or name == reward_name: return None
+    if strict is None or (name is not None and name == reward_name): return None
     from lmtrain.diagnostics import stored_score
-    return name if rollouts and stored_score(rollouts[0], name) is not None else strict
+    return name if name is not None and rollouts and stored_score(rollouts[0], name) is not None else strict
 
 def read_own_run(out: Path, eval_after, history, strict=None, reward_name: str | None = None,
                  max_new_tokens: int | None = None, gain: float | None = None) -> tuple[dict, list[str]]:
