@@ -8,10 +8,11 @@ from __future__ import annotations
 import html, math, re
 from pathlib import Path
 
+from .diagnostics import CHECKS
 from .widgets import RolloutViewer, TrainingMonitor, rollouts_report_html, summary_rows, table_html
 
 # %% auto #0
-__all__ = ['CURVES', 'ALL_CHECKS', 'plot_curves', 'plot_accuracy', 'question_of', 'write_report']
+__all__ = ['CURVES', 'plot_curves', 'plot_accuracy', 'question_of', 'write_report']
 
 # %% ../nbs/17a_reports.ipynb #ad0a3603
 CURVES = [("reward_mean", "reward (mean of samples)"), ("val_score", "held-out greedy accuracy (strict)"),
@@ -69,15 +70,13 @@ def question_of(prompt: str) -> str:
     turns = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt, re.S)
     return turns[-1].strip() if turns else prompt[-200:]
 
-ALL_CHECKS = ("reward hacking", "length drift", "entropy collapse", "replies cut at max_new_tokens", "one reply for every question")
-
 def _look_here(summary: dict) -> str:
     "The report's first section: the job's warnings about its own run (lesson 18), or what it checked and found nothing in."
     if "warnings" not in summary: return ""    # a summary from before the job read its own run
     warnings, checked = summary["warnings"], (summary.get("diagnosis") or {}).get("checked", [])
     if warnings: body = "<ul class=warn>" + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>"
     else: body = f"<p>Nothing flagged among: {_esc(', '.join(checked) or 'no check had the numbers to run')}.</p>"
-    missing = [c for c in ALL_CHECKS if c not in checked]
+    missing = [c for c in CHECKS if c not in checked]
     if missing: body += f"<p>Not checked (too few steps, problems or an independent metric): {_esc(', '.join(missing))}.</p>"
     return "<h2>What to look at</h2>" + body
 
