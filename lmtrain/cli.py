@@ -317,13 +317,13 @@ def own_check(rollouts, strict, reward_name: str | None):
     return name if name is not None and rollouts and stored_score(rollouts[0], name) is not None else strict
 
 def read_own_run(out: Path, eval_after, history, strict=None, reward_name: str | None = None,
-                 max_new_tokens: int | None = None, gain: float | None = None) -> tuple[dict, list[str]]:
-    "Lesson 18's `diagnose` on the run's own `rollouts.jsonl`: its numbers (with the checks that ran) and its warnings."
+                 max_new_tokens: int | None = None, gain: float | None = None, rollouts=None) -> tuple[dict, list[str]]:
+    "Lesson 18's `diagnose` on the run's own `rollouts.jsonl` (or its `rollouts`, already read): its numbers (with the checks that ran) and its warnings."
     from lmtrain.diagnostics import checks_run, diagnose, run_warnings
     from lmtrain.rollouts import load_rollouts
     try:
         path = out / "rollouts.jsonl"
-        rollouts = load_rollouts(path, skip_bad_lines=True) if path.exists() else []
+        if rollouts is None: rollouts = load_rollouts(path, skip_bad_lines=True) if path.exists() else []
         if not rollouts: return {"checked": []}, []
         d = diagnose(rollouts, check=own_check(rollouts, strict, reward_name), history=history)
         d["checked"] = checks_run(d, eval_after)
@@ -340,13 +340,14 @@ def write_outputs(out: Path, summary: dict, history, strict=None, max_new_tokens
     from lmtrain.rollouts import load_rollouts
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     eval_before, eval_after = load_rollouts(out / "eval_before.jsonl"), load_rollouts(out / "eval_after.jsonl")
+    rollouts = load_rollouts(out / "rollouts.jsonl", skip_bad_lines=True) if (out / "rollouts.jsonl").exists() else []
     summary["diagnosis"], summary["warnings"] = read_own_run(out, eval_after, history, strict, summary.get("reward"), max_new_tokens,
-                                                             gain=summary["accuracy_after"] - summary["accuracy_before"])
+                                                             gain=summary["accuracy_after"] - summary["accuracy_before"],
+                                                             rollouts=rollouts)   # read once: the report shows the same rollouts
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     plot_curves(history, out / "curves.png", summary["accuracy_before"])
     plot_accuracy(summary, out / "accuracy.png")
-    rollouts = load_rollouts(out / "rollouts.jsonl", skip_bad_lines=True) if (out / "rollouts.jsonl").exists() else None
-    write_report(out, summary, eval_before, eval_after, history=history, rollouts=rollouts)
+    write_report(out, summary, eval_before, eval_after, history=history, rollouts=rollouts or None)
 
 # %% ../nbs/16_cli.ipynb #c35c8155
 EXPECTED_ERRORS = (CheckpointError, ConfigError, FileNotFoundError, ValueError, NotImplementedError, OSError)

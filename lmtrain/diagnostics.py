@@ -104,6 +104,7 @@ def diagnose(rollouts, check: Callable | None = None, history=None, window: int 
         e0, e1 = curves["entropy"][0], _ends(curves["entropy"], window)[1]  # the untrained policy's entropy, then now
         out.update(entropy_first=e0, entropy_last=e1,
                    entropy_collapse=out["entropy_collapse"] or (z1 >= 0.5 and e1 < collapse * e0))
+    out["collapse_test"] = "distinct" if d1 < collapse else "entropy" if out["entropy_collapse"] else None   # which test fired
     return out
 
 # %% ../nbs/18_reading_rollouts.ipynb #3b0d7a02
@@ -126,7 +127,7 @@ def checks_run(d: dict, eval_after=(), min_problems: int = 20) -> list[str]:
     return [name for name, did in zip(CHECKS, ran) if did]
 
 def run_warnings(d: dict, eval_after=(), max_new_tokens: int | None = None, truncated: float = 0.25,
-                 same_reply: float = 0.5, min_problems: int = 20, collapse: float = 0.3, solved: float = 0.5,
+                 same_reply: float = 0.5, min_problems: int = 20, solved: float = 0.5,
                  gain: float | None = None, min_gain: float = 0.05) -> list[str]:
     "What a run's report should point at, as sentences with their numbers: `diagnose`'s flags, a token budget that cuts replies, one wrong reply for all."
     out = []
@@ -142,7 +143,7 @@ def run_warnings(d: dict, eval_after=(), max_new_tokens: int | None = None, trun
     stuck = gain < min_gain if _finite(gain) else _finite(level) and level < solved
     if d.get("entropy_collapse") and d.get("zero_variance_last", 0) >= 0.5 and stuck:
         why = (f"the samples of a group stopped differing (distinct share {d['distinct_first']:.2f} -> {d['distinct_last']:.2f})"
-               if d["distinct_last"] < collapse else
+               if d.get("collapse_test") == "distinct" else
                f"the policy's entropy fell {d['entropy_first']:.2f} -> {d['entropy_last']:.2f} nats a token while "
                f"{d['zero_variance_last']:.0%} of the groups had no reward spread")
         result = f"held-out accuracy changed {gain * 100:+.1f} points" if _finite(gain) else f"{measure} is at {level:.2f}"

@@ -168,13 +168,9 @@ def own_reading(folder: Path, summary: dict) -> tuple[dict, list[str]]:
                         summary.get("reward"), max_new_tokens, gain=summary["accuracy_after"] - summary["accuracy_before"])
 
 
-def asked(rollout: dict) -> str:
-    "The question of a held-out rollout: its prompt's last user turn (the chat template's markers stripped)."
-    return rollout["prompt"].rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>")[0]
-
-
 def errors(group: str, names: list[str]) -> Path:
     "The held-out problems each run of `names` got wrong after training: question, reply, gold (a small file, for reading errors)."
+    from lmtrain.reports import question_of   # the prompt's last user turn, as the run report shows it
     path = EVIDENCE / f"{group}_errors.json"
     out = json.loads(path.read_text()) if path.exists() else {}   # other experiments' entries stay
     for name in names or list(GROUPS[group]):
@@ -183,7 +179,7 @@ def errors(group: str, names: list[str]) -> Path:
             rows = [json.loads(line) for line in (folder / "eval_after.jsonl").read_text().splitlines() if line.strip()]
             out.setdefault(name, {})[folder.name] = {
                 "problems": len(rows),
-                "wrong": [{"question": asked(r), "reply": r["completion"], "gold": r["target"]["answer"]}
+                "wrong": [{"question": question_of(r["prompt"]), "reply": r["completion"], "gold": r["target"]["answer"]}
                           for r in rows if (r.get("reward") or 0) < 1]}
     EVIDENCE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
