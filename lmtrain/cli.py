@@ -5,7 +5,7 @@
 # %% ../nbs/16_cli.ipynb #ef2bbbc8
 from __future__ import annotations
 
-import argparse, json, math, os, shutil, sys, time
+import argparse, json, math, os, shutil, sys, time, warnings
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +22,8 @@ from .trainer import TrainConfig
 # %% auto #0
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',
            'check_out', 'clear_run', 'resolve_scoring', 'check_model', 'accuracy', 'rescore', 'pass_at_k_scores',
-           'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer', 'run',
-           'summarise', 'own_check', 'read_own_run', 'write_outputs', 'importable_cwd', 'main']
+           'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer',
+           'size_replies', 'run', 'summarise', 'own_check', 'read_own_run', 'write_outputs', 'importable_cwd', 'main']
 
 # %% ../nbs/16_cli.ipynb #a2a93b90
 class SamplerOptions(Config):
@@ -226,6 +226,16 @@ def make_trainer(config: RunConfig, policy, task, reward, strict, format_free, o
     from lmtrain.distributed import DistributedTrainer
     return DistributedTrainer(policy, reward, task.train, config, accelerator=accelerator, **kwargs)
 
+# %% ../nbs/16_cli.ipynb #15bd1d4f
+def size_replies(config: RunConfig, task, tokenizer, warn: bool = True) -> RunConfig:
+    "`config` with `max_new_tokens` sized from the task when it was left out; a warning when a given one cuts the prompt's examples."
+    from lmtrain.tasks import budget_warning, reply_budget
+    s = config.sampling
+    if "max_new_tokens" not in s.model_fields_set:
+        return config.model_copy(update={"sampling": s.model_copy(update={"max_new_tokens": reply_budget(task, tokenizer)})})
+    if warn and (message := budget_warning(task, tokenizer, s.max_new_tokens)): warnings.warn(message, stacklevel=2)
+    return config
+
 # %% ../nbs/16_cli.ipynb #8869cae9
 def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     "Run the main job for `config`; returns the summary it writes to OUT/summary.json."
@@ -254,6 +264,7 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     device = accelerator.device if accelerator is not None else config.device
     model, tokenizer = load_model(config, device)
     policy = Policy(model, tokenizer, compute_dtype=resolve_compute_dtype(config.dtype, next(model.parameters()).device))
+    config = size_replies(config, task, tokenizer, warn=main_process)
     # 3. now, and only now, the output folder changes
     if main_process:
         if mode == "overwrite": clear_run(out)

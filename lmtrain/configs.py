@@ -136,6 +136,12 @@ def _parse(kind, optional: bool):
     convert.__name__ = kind.__name__   # argparse names the type in its error messages
     return convert
 
+@dataclass(frozen=True)
+class _NotGiven:
+    "A flag's value when it is left out: shown as the field's default in the help, and left out of the config."
+    default: Any
+    def __str__(self): return str(self.default)
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Config]) -> argparse.ArgumentParser:
     "Add one flag per leaf of `cls` to `parser` (defaults, help, choices and types from the fields)."
     for leaf in leaf_fields(cls):
@@ -143,21 +149,21 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Config]) -> 
         optional = type(None) in typing.get_args(leaf.annotation)
         dest = "__".join(leaf.path)
         if kind is bool:
-            parser.add_argument(leaf.flag, dest=dest, action=argparse.BooleanOptionalAction, default=leaf.default,
+            parser.add_argument(leaf.flag, dest=dest, action=argparse.BooleanOptionalAction, default=_NotGiven(leaf.default),
                                 help=leaf.description)
         else:
-            parser.add_argument(leaf.flag, dest=dest, type=_parse(kind, optional), default=leaf.default, choices=choices,
+            parser.add_argument(leaf.flag, dest=dest, type=_parse(kind, optional), default=_NotGiven(leaf.default), choices=choices,
                                 help=leaf.description + (" ('none' for none)" if optional else ""),
                                 metavar=leaf.path[-1].upper() if choices is None else None)
     return parser
 
 def config_from_args(cls: type[Config], args: argparse.Namespace | dict) -> Config:
-    "The validated config from parsed flags (keys are leaf paths joined by '__'); a `ConfigError` names each bad flag."
+    "The validated config from parsed flags (keys are leaf paths joined by '__'); a flag left out stays unset; a `ConfigError` names each bad flag."
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     tree: dict = {}
     for leaf in leaf_fields(cls):
         key = "__".join(leaf.path)
-        if key not in values: continue
+        if key not in values or isinstance(values[key], _NotGiven): continue
         node = tree
         for p in leaf.path[:-1]: node = node.setdefault(p, {})
         node[leaf.path[-1]] = values[key]

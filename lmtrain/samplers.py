@@ -37,7 +37,7 @@ class Sampler(Protocol):
 class SamplingConfig(Config):
     "How completions are drawn for a step (shared by REINFORCE, GRPO and the trainer)."
     group_size: int = Field(6, ge=1, description="Completions sampled per prompt: the group size G.")
-    max_new_tokens: int = Field(32, ge=1, le=100_000, description="Completion length cap; longer replies are cut and flagged truncated.")
+    max_new_tokens: int = Field(32, ge=1, le=100_000, description="Completion length cap; longer replies are cut and flagged truncated (lmtrain train, when it is left out: sized from the task's worked replies, never under 32).")
     temperature: float = Field(0.8, ge=0.0, le=100.0, description="Sampling temperature; log-probs are taken under the same one.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (1: the whole distribution, exactly on-policy).")
 

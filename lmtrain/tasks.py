@@ -5,6 +5,7 @@
 # %% ../nbs/15c_tasks.ipynb #e6345711
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from .configs import Config
 from .rewards import correctness_term
 
 # %% auto #0
-__all__ = ['HASH_INSTRUCTION', 'REASONING_INSTRUCTION', 'SYNTHETIC_TASKS', 'TaskConfig', 'Task', 'worked_reply', 'load_task']
+__all__ = ['HASH_INSTRUCTION', 'REASONING_INSTRUCTION', 'SYNTHETIC_TASKS', 'TaskConfig', 'Task', 'worked_reply', 'load_task',
+           'reply_lengths', 'reply_budget', 'budget_warning']
 
 # %% ../nbs/15c_tasks.ipynb #ae217523
 HASH_INSTRUCTION = "End your reply with '#### ' followed by the number."
@@ -115,3 +117,26 @@ def load_task(config: TaskConfig, reward: str | None = None, seed: int = 0) -> T
                       f"before '####'), so the examples are bare '#### N' replies, which teach answering with no working; add "
                       f"the working, or pass --few-shot 0 (lesson 16c measures both)", stacklevel=2)
     return task
+
+# %% ../nbs/15c_tasks.ipynb #5cc34d16
+def reply_lengths(task: Task, tokenizer, most: int = 2000) -> list[int]:
+    "Tokens in the worked reply of each training problem (at most `most` of them, evenly spread), sorted."
+    ys = task.train[1]
+    ys = ys[::max(1, -(-len(ys) // most))]
+    texts = [worked_reply(y) for y in ys] + [reply for _, reply in task.examples]
+    return sorted(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else []
+
+def reply_budget(task: Task, tokenizer, share: float = 0.99, floor: int = 32) -> int:
+    "A `max_new_tokens` that fits `share` of the task's worked replies, and never under `floor`."
+    lengths = reply_lengths(task, tokenizer)
+    if not lengths: return floor
+    return max(floor, lengths[min(len(lengths) - 1, math.ceil(share * len(lengths)) - 1)])
+
+def budget_warning(task: Task, tokenizer, max_new_tokens: int) -> str | None:
+    "What to tell a user whose `max_new_tokens` cuts the worked examples in its own prompt, or `None`."
+    if not task.examples: return None
+    longest = max(len(tokenizer(reply, add_special_tokens=False)["input_ids"]) for _, reply in task.examples)
+    if longest <= max_new_tokens: return None
+    return (f"--max-new-tokens {max_new_tokens} is shorter than the prompt's own worked examples (the longest reply is {longest} "
+            f"tokens): replies that copy them will be cut before their answer; leave --max-new-tokens out to have it sized "
+            f"from the task ({reply_budget(task, tokenizer)} here)")
