@@ -172,19 +172,20 @@ def _monitored(callback, logs, monitor):
 
 # %% ../nbs/07_callbacks.ipynb #adeb1b28
 class ProgramCheckpoint(Callback):
-    "Save the model (anything with `.save(path)`) each epoch, or only when `monitor` improves with `save_best_only`."
+    "Save the model (anything with `.save(path)`, or `.save_weights(path)` with `save_weights_only`) each epoch, or only when `monitor` improves with `save_best_only`."
     def __init__(self, filepath, monitor: str = "val_reward", mode: str = "auto", save_best_only: bool = False,
-                 save_freq="epoch", min_delta: float = 0.0, verbose: int = 0):
+                 save_weights_only: bool = False, save_freq="epoch", min_delta: float = 0.0, verbose: int = 0):
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
         self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+        self.method = "save_weights" if save_weights_only else "save"
         self.mode, self.save_freq, self.min_delta, self.verbose = resolve_mode(mode, monitor), save_freq, min_delta, verbose
         self.best, self.best_epoch, self.best_path, self.saved = None, None, None, []
         self._epoch, self._steps = 0, 0
 
     def set_model(self, model):
-        if model is not None and not callable(getattr(model, "save", None)):
-            raise TypeError(f"ProgramCheckpoint needs a model with .save(path); {type(model).__name__} has none")
+        if model is not None and not callable(getattr(model, self.method, None)):
+            raise TypeError(f"ProgramCheckpoint needs a model with .{self.method}(path); {type(model).__name__} has none")
         self.model = model
 
     def on_train_begin(self, logs=None): self._warned, self._steps = False, 0
@@ -212,7 +213,7 @@ class ProgramCheckpoint(Callback):
             self.best, self.best_epoch = value, epoch
         path = self._format_path(epoch, logs)
         if self.model is None: raise RuntimeError("ProgramCheckpoint has no model to save: the training loop must call set_model")
-        self.model.save(path)
+        getattr(self.model, self.method)(path)
         self.saved.append(path)
         if self.save_best_only: self.best_path = path
         if self.verbose: print(f"epoch {epoch + 1}: saved {path}" + (f" ({self.monitor}={self.best:.4f})" if self.save_best_only else ""))

@@ -226,7 +226,7 @@ def make_trainer(config: RunConfig, policy, task, reward, strict, format_free, o
     from lmtrain.distributed import DistributedTrainer
     return DistributedTrainer(policy, reward, task.train, config, accelerator=accelerator, **kwargs)
 
-# %% ../nbs/16_cli.ipynb #15bd1d4f
+# %% ../nbs/16_cli.ipynb #92f19b28
 def size_replies(config: RunConfig, task, tokenizer, warn: bool = True) -> RunConfig:
     "`config` with `max_new_tokens` sized from the task when it was left out; a warning when a given one cuts the prompt's examples."
     from lmtrain.tasks import budget_warning, reply_budget
@@ -284,13 +284,14 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
         print(f"held-out accuracy before training: strict {before['strict']['accuracy']:.1%} ± {before['strict']['se']:.1%}, "
               f"format-free {before['format_free']['accuracy']:.1%} ({before['strict']['n']} problems)", file=sys.stderr)
     # 4. training
-    best = ProgramCheckpoint(str(out / "checkpoints" / "best"), monitor="val_score", mode="max", save_best_only=True)
+    best = ProgramCheckpoint(str(out / "checkpoints" / "best"), monitor="val_score", mode="max", save_best_only=True,
+                             save_weights_only=True)   # the model to use, not a state to resume: a third of the size
     t_train = time.perf_counter()
     history = trainer.fit(callbacks=[best, *(callbacks or [])], progress=progress)
     train_seconds = time.perf_counter() - t_train
     # 5. after
     after, eval_after = evaluate_run(trainer, task, strict, format_free, step=trainer.step, samples=config.eval_samples)
-    if config.save_model: trainer.save_model(out / "model")
+    if config.save_model: trainer.save_weights(out / "model")
     summary = summarise(config, task, before, after, history, trainer, train_seconds, started, accelerator)
     if main_process:
         save_rollouts(out / "eval_after.jsonl", eval_after)

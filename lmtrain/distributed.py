@@ -17,6 +17,7 @@ from .policy import Learner, Policy, Samples, is_peft_model, positions_run, toke
 from .reinforce import StepResult
 from .samplers import PolicySampler
 from .checkpoints import write_checkpoint
+from .files import atomic_dir
 from .trainer import Trainer, TrainConfig, evaluate_policy, make_algorithm
 
 # %% auto #0
@@ -387,19 +388,18 @@ def _rank_save(self: DistributedTrainer, path) -> Path:
     self.accelerator.wait_for_everyone()
     return Path(path)
 
-def _rank_save_model(self: DistributedTrainer, path) -> Path:
-    "Rank 0 saves the transformers model and tokenizer; every rank waits for it (under FSDP, after gathering the weights)."
+def _rank_save_weights(self: DistributedTrainer, path) -> Path:
+    "Rank 0 saves the transformers model and tokenizer, atomically; every rank waits for it (under FSDP, after gathering the weights)."
     if not self.sharded:
-        if self.is_main: Trainer.save_model(self, path)
+        if self.is_main: Trainer.save_weights(self, path)
     else:
         weights = {n: whole(t) for n, t in self.learner.model.state_dict().items()}
         if self.is_main:
             model = plain_copy(self.learner.model, weights)
-            Path(path).mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(path); self.policy.tokenizer.save_pretrained(path)
+            with atomic_dir(path) as tmp: model.save_pretrained(tmp); self.policy.tokenizer.save_pretrained(tmp)
     self.accelerator.wait_for_everyone()
     return Path(path)
 
 for name, f in [("get_state", _rank_get_state), ("set_state", _rank_set_state), ("optimizer_state", _rank_optimizer_state),
-                ("load_optimizer_state", _rank_load_optimizer_state), ("save", _rank_save), ("save_model", _rank_save_model)]:
+                ("load_optimizer_state", _rank_load_optimizer_state), ("save", _rank_save), ("save_weights", _rank_save_weights)]:
     setattr(DistributedTrainer, name, f)

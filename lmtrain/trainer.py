@@ -7,7 +7,7 @@ __all__ = ['PROGRESS_METRICS', 'OptimConfig', 'LoraConfig', 'TrainConfig', 'make
            'make_scheduler', 'batch_indices', 'evaluate_policy', 'matmul_roofline', 'forward_flops', 'default_prompt',
            'mean_logs', 'free_cpu_threads', 'seed_everything', 'Trainer', 'train_step', 'throughput', 'log_rollouts',
            'evaluate', 'fit', 'epoch_logs', 'get_state', 'set_state', 'checkpoint_state', 'optimizer_state',
-           'load_optimizer_state', 'save', 'load', 'save_model', 'samples_from_rollouts', 'learn_from_rollouts']
+           'load_optimizer_state', 'save', 'load', 'save_weights', 'samples_from_rollouts', 'learn_from_rollouts']
 
 # %% ../nbs/15_trainer.ipynb #bdec8358
 import json, math, os, random, time, warnings
@@ -21,6 +21,7 @@ from .callbacks import CallbackList, History, ProgressBar
 from .configs import Config
 from .decoding import fold_seed
 from .checkpoints import CheckpointError, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from .files import atomic_dir
 from .grpo import GRPO, GRPOConfig
 from .policy import Learner, Samples, is_peft_model
 from .reinforce import LossConfig, Reinforce, ReinforceConfig, StepResult, Update
@@ -355,17 +356,17 @@ def load(self: Trainer, path):
     self.history.history, self.history.epoch, self.history.batch_logs = restored.history, restored.epoch, restored.batch_logs
     return self
 
-def save_model(self: Trainer, path) -> Path:
-    "Save the trained model and tokenizer so `AutoModelForCausalLM.from_pretrained(path)` loads it (LoRA merged)."
+def save_weights(self: Trainer, path) -> Path:
+    "Write the trained model and tokenizer, atomically, so `AutoModelForCausalLM.from_pretrained(path)` loads it (LoRA merged)."
     import copy
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
     model = self.learner.model
     if is_peft_model(model): model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(path)
-    self.policy.tokenizer.save_pretrained(path)
-    return path
+    with atomic_dir(path) as tmp:   # a kill mid-write leaves the previous model, never half of one
+        model.save_pretrained(tmp)
+        self.policy.tokenizer.save_pretrained(tmp)
+    return Path(path)
 
-for f in (get_state, set_state, checkpoint_state, optimizer_state, load_optimizer_state, save, load, save_model):
+for f in (get_state, set_state, checkpoint_state, optimizer_state, load_optimizer_state, save, load, save_weights):
     setattr(Trainer, f.__name__, f)
 
 # %% ../nbs/15_trainer.ipynb #1805ed74
