@@ -226,7 +226,7 @@ def make_trainer(config: RunConfig, policy, task, reward, strict, format_free, o
     from lmtrain.distributed import DistributedTrainer
     return DistributedTrainer(policy, reward, task.train, config, accelerator=accelerator, **kwargs)
 
-# %% ../nbs/16_cli.ipynb #92f19b28
+# %% ../nbs/16_cli.ipynb #c84f5f6b
 def size_replies(config: RunConfig, task, tokenizer, warn: bool = True) -> RunConfig:
     "`config` with `max_new_tokens` sized from the task when it was left out; a warning when a given one cuts the prompt's examples."
     from lmtrain.tasks import budget_warning, reply_budget

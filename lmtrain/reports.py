@@ -5,14 +5,15 @@
 # %% ../nbs/17a_reports.ipynb #735505c8
 from __future__ import annotations
 
-import html, math, re
+import html, math
 from pathlib import Path
 
 from .diagnostics import CHECKS
+from .rollouts import question_of
 from .widgets import RolloutViewer, TrainingMonitor, rollouts_report_html, summary_rows, table_html
 
 # %% auto #0
-__all__ = ['CURVES', 'plot_curves', 'plot_accuracy', 'question_of', 'write_report']
+__all__ = ['CURVES', 'plot_curves', 'plot_accuracy', 'write_report']
 
 # %% ../nbs/17a_reports.ipynb #ad0a3603
 CURVES = [("reward_mean", "reward (mean of samples)"), ("val_score", "held-out greedy accuracy (strict)"),
@@ -64,11 +65,6 @@ def plot_accuracy(summary: dict, path=None):
 
 # %% ../nbs/17a_reports.ipynb #44a0d7cb
 def _esc(text) -> str: return html.escape(str(text))
-
-def question_of(prompt: str) -> str:
-    "The last user turn of a chat-formatted prompt (ChatML), else the prompt's end."
-    turns = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt, re.S)
-    return turns[-1].strip() if turns else prompt[-200:]
 
 def _look_here(summary: dict) -> str:
     "The report's first section: the job's warnings about its own run (lesson 18), or what it checked and found nothing in."

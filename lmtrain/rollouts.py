@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,8 +21,8 @@ from .parsing import ParseFailure, parse_output
 from .rewards import as_reward, score_batch
 
 # %% auto #0
-__all__ = ['Rollout', 'field', 'save_rollouts', 'load_rollouts', 'targets_per_sample', 'parse_completions', 'token_texts_of',
-           'score_samples', 'summarize']
+__all__ = ['USER_TURN', 'Rollout', 'field', 'question_of', 'save_rollouts', 'load_rollouts', 'targets_per_sample',
+           'parse_completions', 'token_texts_of', 'score_samples', 'summarize']
 
 # %% ../nbs/12_rollouts.ipynb #7aa06cf3
 class Rollout(BaseModel):
@@ -57,6 +58,21 @@ def field(r, name, default=None):
     "Read `name` from a rollout given as an object or as a dict."
     if isinstance(r, dict): return r.get(name, default)
     return getattr(r, name, default)
+
+# %% ../nbs/12_rollouts.ipynb #0bd4714a
+USER_TURN = {   # the user turn of common chat templates; a prompt in none of them is shown by its end
+    "chatml": r"<\|im_start\|>user\n(.*?)<\|im_end\|>",                                   # SmolLM2, Qwen
+    "llama3": r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>",
+    "gemma": r"<start_of_turn>user\n(.*?)<end_of_turn>",
+    "phi3": r"<\|user\|>\n(.*?)<\|end\|>",
+    "mistral": r"\[INST\](.*?)\[/INST\]",
+}
+
+def question_of(prompt: str, tail: int = 200) -> str:
+    "The last user turn of a chat-formatted prompt (the formats in `USER_TURN`), else the prompt's last `tail` characters."
+    for pattern in USER_TURN.values():
+        if turns := re.findall(pattern, prompt, re.S): return turns[-1].strip()
+    return prompt[-tail:]
 
 # %% ../nbs/12_rollouts.ipynb #01c01095
 def save_rollouts(path: str | os.PathLike, rollouts: Sequence[Rollout], append: bool = False) -> Path:

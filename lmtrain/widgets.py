@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import ipywidgets as W
 
-from .rollouts import field
+from .rollouts import field, question_of
 
 # %% ../nbs/17_widgets.ipynb #7bb7aea0
 def outcome(r) -> str:
@@ -157,7 +157,7 @@ class RolloutViewer(W.VBox):
         self.step = W.Dropdown(options=[ALL] + sorted({field(r, "step") for r in self.rollouts}, key=str), description="step")
         self.group = W.Dropdown(options=[ALL] + sorted({field(r, "group") for r in self.rollouts}, key=str), description="group")
         prompts = list(dict.fromkeys(field(r, "prompt") for r in self.rollouts))
-        self.prompt = W.Dropdown(options=[(ALL, ALL)] + [(p[:60], p) for p in prompts], description="prompt")
+        self.prompt = W.Dropdown(options=[(ALL, ALL)] + [(question_of(p)[:60], p) for p in prompts], description="prompt")
         self.reward = W.FloatRangeSlider(value=(lo, hi), min=lo, max=hi, step=(hi - lo) / 100, description="reward")
         self.outcomes = W.SelectMultiple(options=["ok", "parse_failure", "truncated"],
                                          value=("ok", "parse_failure", "truncated"), description="outcome", rows=3)

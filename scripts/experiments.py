@@ -170,7 +170,7 @@ def own_reading(folder: Path, summary: dict) -> tuple[dict, list[str]]:
 
 def errors(group: str, names: list[str]) -> Path:
     "The held-out problems each run of `names` got wrong after training: question, reply, gold (a small file, for reading errors)."
-    from lmtrain.reports import question_of   # the prompt's last user turn, as the run report shows it
+    from lmtrain.rollouts import question_of   # the prompt's last user turn, as the run report shows it
     path = EVIDENCE / f"{group}_errors.json"
     out = json.loads(path.read_text()) if path.exists() else {}   # other experiments' entries stay
     for name in names or list(GROUPS[group]):
