@@ -187,7 +187,9 @@ class DataParallelGRPO(GRPO):
         return {**logs, "idle_batches": most - mine}
 
 def data_parallel_algorithm(config: TrainConfig, reward, output_model=None, accelerator=None, pad_id: int = 0):
-    "`make_algorithm`'s REINFORCE or GRPO, with GRPO as `DataParallelGRPO` (REINFORCE already runs one backward per rank and step)."
+    "`make_algorithm`'s REINFORCE or GRPO, with GRPO as `DataParallelGRPO`; under several processes every update is one pass per rank."
+    if accelerator is not None and accelerator.num_processes > 1:   # ranks keep different rows: split by tokens, they would run different passes
+        config = config.model_copy(update={"loss": config.loss.model_copy(update={"micro_batch_tokens": None})})
     if config.algo != "grpo": return make_algorithm(config, reward, output_model)
     return DataParallelGRPO(reward, output_model, config.grpo, accelerator, pad_id, sampling=config.sampling, loss=config.loss,
                             seed=config.seed)
@@ -237,6 +239,12 @@ def check_data_parallel(config: TrainConfig, world_size: int, distributed_type=N
         if config.algo == "reinforce" and config.reinforce.baseline in ("batch_mean", "moving_average"):
             raise ValueError(f"baseline={config.reinforce.baseline!r} averages rewards over the whole batch, which no rank sees under "
                              f"{world_size} processes; use 'leave_one_out' (per group) or 'none'")
+        split = ("micro_batch_size" if config.algo == "grpo" and config.grpo.micro_batch_size else
+                 "micro_batch_tokens" if "micro_batch_tokens" in config.loss.model_fields_set and config.loss.micro_batch_tokens else None)
+        if split:
+            raise ValueError(f"{split} splits an update into passes, and under {world_size} processes each rank keeps different rows, "
+                             f"so the ranks would run different numbers of passes and pair up the wrong gradients; leave it out "
+                             f"(each rank then trains its rows in one pass) or add processes to hold less per rank")
 
 # %% ../nbs/19_scaling.ipynb #f520def2
 def make_accelerator(**kwargs):

@@ -4,12 +4,10 @@
 
 # %% auto #0
 __all__ = ['ScaleRewards', 'group_stds', 'group_advantages', 'zero_variance_groups', 'clipped_surrogate', 'kl_k3',
-           'reference_learner', 'grpo_loss', 'GRPOConfig', 'select_rows', 'micro_weight', 'mini_batches', 'GRPO',
-           'learn_from']
+           'reference_learner', 'grpo_loss', 'GRPOConfig', 'GRPO', 'learn_from']
 
 # %% ../nbs/14_grpo.ipynb #5a660cc2
 import time
-from types import SimpleNamespace
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -19,7 +17,7 @@ from .configs import Config, override_sections
 from .decoding import fold_seed
 from .policy import AdapterOffLearner, Learner, is_peft_model
 from .reinforce import (LossConfig, StepResult, Update, aggregate_loss, group_ids, group_means, masked_mean,
-                               rollout_stats)
+                               micro_weight, mini_batches, rollout_stats, rows_per_pass, select_rows)
 from .samplers import SamplingConfig
 
 # %% ../nbs/14_grpo.ipynb #b27cd5c1
@@ -113,28 +111,6 @@ class GRPOConfig(Config):
     zero_variance: Literal["keep", "skip", "resample"] = Field("skip", description="Groups whose rewards are all equal: keep | skip | resample.")
     max_resample: int = Field(2, ge=0, le=100, description="Extra batches drawn at most when zero_variance='resample'.")
 
-# %% ../nbs/14_grpo.ipynb #4fba85e4
-def select_rows(samples, rows: torch.Tensor) -> SimpleNamespace:
-    "The tensors a loss needs for the given rows, trimmed to the longest prompt and completion kept."
-    rows = rows.to(samples.completion_ids.device)
-    pm, cm = samples.prompt_mask[rows], samples.completion_mask[rows]
-    first_prompt_col = int((pm.sum(0) > 0).nonzero().min()) if pm.numel() else 0   # left padding
-    last_completion_col = int(cm.sum(-1).max()) if cm.numel() else 0
-    return SimpleNamespace(prompt_ids=samples.prompt_ids[rows][:, first_prompt_col:], prompt_mask=pm[:, first_prompt_col:],
-                           completion_ids=samples.completion_ids[rows][:, :last_completion_col],
-                           completion_mask=cm[:, :last_completion_col])
-
-def micro_weight(part, micro: list, aggregation: str) -> float:
-    "The share of a mini-batch's loss that one micro-batch carries: its tokens' share for a token mean, its rows' otherwise."
-    if aggregation == "token":
-        return float(part.completion_mask.sum() / sum(m.completion_mask.sum() for m in micro).clamp(min=1))
-    return len(part.advantages) / sum(len(m.advantages) for m in micro)
-
-def mini_batches(n: int, size: int | None) -> list[torch.Tensor]:
-    "Row indices of consecutive mini-batches (one batch of all rows when size is None)."
-    size = size or n
-    return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
-
 # %% ../nbs/14_grpo.ipynb #0368f67a
 class GRPO:
     "Group Relative Policy Optimization over a sampler and a learner, scored with an lmtrain reward."
@@ -201,8 +177,9 @@ class GRPO:
         batches = []   # mini-batches (one optimiser step each), each a list of micro-batches (one forward and backward each)
         for samples, rows, adv, *logged in chunks:
             for mb in mini_batches(len(rows), c.mini_batch_size):
-                micro = []
-                for part in mini_batches(len(mb), c.micro_batch_size):
+                micro, passes = [], c.micro_batch_size or rows_per_pass(samples.completion_mask[rows[mb].to(samples.completion_mask.device)],
+                                                                         self.loss.micro_batch_tokens)
+                for part in mini_batches(len(mb), passes):
                     r = rows[mb[part]]
                     b = select_rows(samples, r); b.advantages = adv[r]
                     b.behaviour = logged[0][r.to(logged[0].device)][:, :b.completion_ids.shape[1]] if logged and logged[0] is not None else None
@@ -222,6 +199,7 @@ class GRPO:
         for _ in range(c.num_iterations):
             for micro in batches:
                 step_stats, finite = {}, True
+                update.start()
                 for b in micro:
                     logprobs, entropy = learner.token_logprobs(b.prompt_ids, b.prompt_mask, b.completion_ids,
                                                                b.completion_mask, temperature=temperature)
@@ -229,7 +207,7 @@ class GRPO:
                                             eps_low=c.eps_low, eps_high=c.eps_high, beta=c.beta, entropy_coef=self.loss.entropy_coef,
                                             aggregation=self.loss.loss_aggregation, max_tokens=self.sampling.max_new_tokens)
                     w = micro_weight(b, micro, self.loss.loss_aggregation)
-                    finite = finite and update.accumulate(loss * w)
+                    finite = update.accumulate(loss * w) and finite
                     for k, v in {"loss": float(loss.detach()), **stats}.items(): step_stats[k] = step_stats.get(k, 0.0) + w * v
                 applied = update.step(learner) if finite else update.skip()
                 for k, v in {**step_stats, **applied}.items(): totals[k] = totals.get(k, 0.0) + v

@@ -5,12 +5,13 @@
 # %% auto #0
 __all__ = ['Baseline', 'Aggregation', 'discounted_returns', 'terminal_reward_credit', 'group_ids', 'group_means',
            'leave_one_out_baseline', 'MovingAverageBaseline', 'reinforce_advantages', 'masked_mean', 'aggregate_loss',
-           'reinforce_loss', 'Update', 'rollout_stats', 'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce',
-           'learn_from', 'score_gram', 'gradient_variance']
+           'reinforce_loss', 'Update', 'select_rows', 'micro_weight', 'mini_batches', 'rows_per_pass', 'rollout_stats',
+           'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce', 'learn_from', 'score_gram', 'gradient_variance']
 
 # %% ../nbs/13_reinforce.ipynb #7225a7a2
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Literal, Sequence
 
 import torch
@@ -124,9 +125,13 @@ class Update:
 
     def __call__(self, loss: torch.Tensor, learner) -> dict:
         "Apply `loss` to `learner.parameters()`; returns `grad_norm` (before clipping) and `skipped_nonfinite`."
-        self.optimizer.zero_grad(set_to_none=True)
+        self.start()
         if not self.accumulate(loss): return self.skip()
         return self.step(learner)
+
+    def start(self):
+        "Clear the gradients before the first micro-batch of an update."
+        self.optimizer.zero_grad(set_to_none=True)
 
     def accumulate(self, loss: torch.Tensor) -> bool:
         "Add `loss`'s gradient to the parameters' (one micro-batch of an update); False, adding nothing, if it is not finite."
@@ -147,6 +152,33 @@ class Update:
         self.optimizer.zero_grad(set_to_none=True)
         return {"grad_norm": float(norm), "skipped_nonfinite": 0.0}
 
+# %% ../nbs/13_reinforce.ipynb #6e07c61f
+def select_rows(samples, rows: torch.Tensor) -> SimpleNamespace:
+    "The tensors a loss needs for the given rows, trimmed to the longest prompt and completion kept."
+    rows = rows.to(samples.completion_ids.device)
+    pm, cm = samples.prompt_mask[rows], samples.completion_mask[rows]
+    first_prompt_col = int((pm.sum(0) > 0).nonzero().min()) if pm.numel() else 0   # left padding
+    last_completion_col = int(cm.sum(-1).max()) if cm.numel() else 0
+    return SimpleNamespace(prompt_ids=samples.prompt_ids[rows][:, first_prompt_col:], prompt_mask=pm[:, first_prompt_col:],
+                           completion_ids=samples.completion_ids[rows][:, :last_completion_col],
+                           completion_mask=cm[:, :last_completion_col])
+
+def micro_weight(part, micro: list, aggregation: str) -> float:
+    "The share of an update's loss that one micro-batch carries: its tokens' share for a token mean, its rows' otherwise."
+    if aggregation == "token":
+        return float(part.completion_mask.sum() / sum(m.completion_mask.sum() for m in micro).clamp(min=1))
+    return len(part.advantages) / sum(len(m.advantages) for m in micro)
+
+def mini_batches(n: int, size: int | None) -> list[torch.Tensor]:
+    "Row indices of consecutive mini-batches (one batch of all rows when size is None)."
+    size = size or n
+    return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
+
+def rows_per_pass(completion_mask: torch.Tensor, max_tokens: int | None) -> int | None:
+    "Rows of one training pass, so that rows x the longest completion stays within `max_tokens` (None: every row at once)."
+    if not max_tokens or not completion_mask.numel(): return None
+    return max(1, max_tokens // max(int(completion_mask.sum(-1).max()), 1))
+
 # %% ../nbs/13_reinforce.ipynb #c6f08c9c
 def rollout_stats(rollouts, samples) -> dict:
     "Per-step diagnostics shared by REINFORCE and GRPO: reward (and the mean of each of its parts), parse failures, length, truncation."
@@ -163,9 +195,10 @@ def rollout_stats(rollouts, samples) -> dict:
 
 # %% ../nbs/13_reinforce.ipynb #b3951cf1
 class LossConfig(Config):
-    "How per-token losses become one number, and the entropy bonus (shared by REINFORCE and GRPO)."
+    "How per-token losses become one number, the entropy bonus, and how many tokens one training pass holds (shared by REINFORCE and GRPO)."
     loss_aggregation: Aggregation = Field("sequence", description="sequence (GRPO: mean per completion, length-biased) | token (DAPO) | constant (Dr. GRPO: divide by B * max_new_tokens, unbiased).")
     entropy_coef: float = Field(0.0, ge=-10.0, le=10.0, description="Weight of the entropy bonus subtracted from the loss (the seed's entropyCoef).")
+    micro_batch_tokens: int | None = Field(2048, ge=1, description="Most completion tokens (rows x longest completion) in one training pass; more are split into passes whose gradients add up to the same update (memory; none: every row in one pass).")
 
 class ReinforceConfig(Config):
     "Options of REINFORCE itself (sampling and loss options are their own sections)."
@@ -216,16 +249,41 @@ class Reinforce:
         rewards = torch.tensor([float(r.reward) for r in rollouts])
         adv = self.advantages(rewards, torch.as_tensor(samples.group).cpu())
         for r, a in zip(rollouts, adv.tolist()): r.advantage = a
-        learner.model.train()
-        logprobs, entropy = learner.token_logprobs(samples.prompt_ids, samples.prompt_mask, samples.completion_ids,
-                                                   samples.completion_mask, temperature=self.sampling.temperature)
-        loss = self.loss_of(logprobs, entropy, adv, samples.completion_mask)
-        stats = update(loss, learner)
-        mask = samples.completion_mask
-        logs = {"loss": float(loss.detach()), **rollout_stats(rollouts, samples), **stats,
-                "entropy": float(masked_mean(entropy.detach(), mask)), "advantage_abs": float(adv.abs().mean()),
-                "time_generate": t1 - t0, "time_train": time.perf_counter() - t1}
+        trained = self.train_on(learner, update, samples, adv)
+        logs = {"loss": trained["loss"], **rollout_stats(rollouts, samples), "grad_norm": trained["grad_norm"],
+                "skipped_nonfinite": trained["skipped_nonfinite"], "entropy": trained["entropy"],
+                "advantage_abs": float(adv.abs().mean()), "time_generate": t1 - t0, "time_train": time.perf_counter() - t1}
         return StepResult(logs, rollouts)
+
+    def train_on(self, learner, update: Update, samples, adv: torch.Tensor, behaviour: torch.Tensor | None = None,
+                 max_ratio: float | None = None) -> dict:
+        "One update on every sample, in passes of at most `micro_batch_tokens` completion tokens; with logged `behaviour` log-probs mu, each token's loss is -credit x min(pi/mu, max_ratio)."
+        learner.model.train()
+        micro = []
+        for part in mini_batches(len(adv), rows_per_pass(samples.completion_mask, self.loss.micro_batch_tokens)):
+            b = select_rows(samples, part); b.advantages = adv[part]
+            b.behaviour = None if behaviour is None else behaviour[part.to(behaviour.device)][:, :b.completion_ids.shape[1]]
+            micro.append(b)
+        update.start()
+        finite, loss, entropy, ratio, ratio_max = True, 0.0, 0.0, 0.0, 0.0
+        tokens = sum(float(b.completion_mask.sum()) for b in micro) or 1.0
+        for b in micro:
+            logprobs, ent = learner.token_logprobs(b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask,
+                                                   temperature=self.sampling.temperature)
+            mask = b.completion_mask
+            if b.behaviour is not None:
+                rho = torch.exp(logprobs - b.behaviour.to(logprobs))
+                ratio += float((rho.detach() * mask).sum()) / tokens
+                ratio_max = max(ratio_max, float((rho.detach() * mask).max()))
+                logprobs = rho.clamp(max=max_ratio) if max_ratio else rho      # the loss below is then -credit x ratio
+            part_loss = self.loss_of(logprobs, ent, b.advantages, mask)
+            w = micro_weight(b, micro, self.loss.loss_aggregation)
+            finite = update.accumulate(part_loss * w) and finite
+            loss += w * float(part_loss.detach())
+            entropy += float((ent.detach() * mask).sum()) / tokens
+        stats = update.step(learner) if finite else update.skip()
+        logs = {"loss": loss, **stats, "entropy": entropy, "passes": len(micro)}
+        return {**logs, "ratio_mean": ratio, "ratio_max": ratio_max} if behaviour is not None else logs
 
 # %% ../nbs/13_reinforce.ipynb #6b5a476f
 def learn_from(self: Reinforce, learner, update: Update, samples, rewards, behaviour_logprobs: torch.Tensor | None = None,
@@ -234,19 +292,8 @@ def learn_from(self: Reinforce, learner, update: Update, samples, rewards, behav
     rewards = torch.as_tensor(rewards, dtype=torch.float32).cpu()
     if len(rewards) != len(samples): raise ValueError(f"{len(rewards)} rewards for {len(samples)} samples: expected one per sample")
     adv = self.advantages(rewards, torch.as_tensor(samples.group).cpu())
-    mask = samples.completion_mask
-    learner.model.train()
-    logprobs, entropy = learner.token_logprobs(samples.prompt_ids, samples.prompt_mask, samples.completion_ids, mask,
-                                               temperature=self.sampling.temperature)
-    logs = {}
-    if behaviour_logprobs is not None:
-        ratio = torch.exp(logprobs - behaviour_logprobs.to(logprobs))
-        logs = {"ratio_mean": float(masked_mean(ratio.detach(), mask)), "ratio_max": float((ratio.detach() * mask).max())}
-        logprobs = ratio.clamp(max=max_ratio) if max_ratio else ratio      # the loss below is then -credit x ratio
-    loss = self.loss_of(logprobs, entropy, adv, mask)
-    stats = update(loss, learner)
-    return {"loss": float(loss.detach()), **logs, **stats, "entropy": float(masked_mean(entropy.detach(), mask)),
-            "advantage_abs": float(adv.abs().mean()), "n_updates": 1}, adv
+    logs = self.train_on(learner, update, samples, adv, behaviour_logprobs, max_ratio)
+    return {**logs, "advantage_abs": float(adv.abs().mean()), "n_updates": 1}, adv
 
 Reinforce.learn_from = learn_from
 

@@ -1,0 +1,42 @@
+"""Memory of one SmolLM2 training pass (forward and backward, bf16 compute, float32 weights) by its shape.
+
+Lesson 13 sizes `LossConfig.micro_batch_tokens` from these numbers. Each shape runs in a fresh process, and the figure
+printed is that process's peak resident memory above what it held once the model was loaded, so the shapes do
+not share an allocator's leftovers. Random token ids stand in for real text: the cost of a pass depends on its
+shape, not on the words.
+
+    python scripts/bench_pass_memory.py            # the shapes lesson 13 quotes
+    python scripts/bench_pass_memory.py 16 400 228 4   # rows, prompt tokens, completion tokens, distinct prompts
+"""
+import resource, subprocess, sys, time
+
+SHAPES = [(4, 400, 228, 1), (8, 400, 228, 2), (32, 100, 32, 8)]   # GSM8K-length passes of 4 and 8 rows; the main job's pass
+
+
+def one_pass(rows: int, prompt: int, completion: int, prompts: int) -> str:
+    import torch
+    from lmtrain.local import load_causal_lm
+    from lmtrain.policy import Policy
+    torch.set_num_threads(2)
+    model, tokenizer = load_causal_lm()
+    policy = Policy(model, tokenizer, compute_dtype=torch.bfloat16)
+    model.train()
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    g = torch.Generator().manual_seed(0)
+    prompt_ids = torch.randint(100, 40000, (prompts, prompt), generator=g).repeat_interleave(rows // prompts, 0)
+    completion_ids = torch.randint(100, 40000, (rows, completion), generator=g)
+    started = time.perf_counter()
+    logprobs, _ = policy.token_logprobs(prompt_ids, torch.ones_like(prompt_ids), completion_ids, torch.ones_like(completion_ids))
+    (-logprobs.sum()).backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (f"{rows:>4} rows x {completion:>3} completion tokens ({rows * completion:>5}), {prompts} distinct prompts of {prompt}: "
+            f"+{(peak - loaded) / 2**20:.2f} GiB over the loaded model, {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5:
+        print(one_pass(*map(int, sys.argv[1:])))
+    else:
+        for shape in SHAPES:
+            out = subprocess.run([sys.executable, __file__, *map(str, shape)], capture_output=True, text=True)
+            print(out.stdout.strip() or f"{shape}: failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}")
