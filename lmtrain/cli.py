@@ -227,14 +227,18 @@ def make_trainer(config: RunConfig, policy, task, reward, strict, format_free, o
     return DistributedTrainer(policy, reward, task.train, config, accelerator=accelerator, **kwargs)
 
 # %% ../nbs/16_cli.ipynb #c84f5f6b
-def size_replies(config: RunConfig, task, tokenizer, warn: bool = True) -> RunConfig:
-    "`config` with `max_new_tokens` sized from the task when it was left out; a warning when a given one cuts the prompt's examples."
+def size_replies(config: RunConfig, task, tokenizer, warn: bool = True, resumed: dict | None = None,
+                 context: int | None = None) -> RunConfig:
+    "`config` with `max_new_tokens` sized from the task when it was left out (a resumed run's own, from its `before.json`), at most `context`; a warning when a given one cuts the prompt's examples."
     from lmtrain.tasks import budget_warning, reply_budget
     s = config.sampling
-    if "max_new_tokens" not in s.model_fields_set:
-        return config.model_copy(update={"sampling": s.model_copy(update={"max_new_tokens": reply_budget(task, tokenizer)})})
-    if warn and (message := budget_warning(task, tokenizer, s.max_new_tokens)): warnings.warn(message, stacklevel=2)
-    return config
+    if "max_new_tokens" in s.model_fields_set:
+        if warn and (message := budget_warning(task, tokenizer, s.max_new_tokens)): warnings.warn(message, stacklevel=2)
+        return config
+    # a run from before caps were sized ran with the field's fixed default
+    n = int(resumed.get("max_new_tokens", s.max_new_tokens)) if resumed is not None else reply_budget(task, tokenizer)
+    n = min(n, context) if context else n
+    return config.model_copy(update={"sampling": s.model_copy(update={"max_new_tokens": n})})
 
 # %% ../nbs/16_cli.ipynb #8869cae9
 def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
@@ -264,28 +268,39 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     device = accelerator.device if accelerator is not None else config.device
     model, tokenizer = load_model(config, device)
     policy = Policy(model, tokenizer, compute_dtype=resolve_compute_dtype(config.dtype, next(model.parameters()).device))
-    config = size_replies(config, task, tokenizer, warn=main_process)
+    before_file = out / "before.json"
+    resumed = json.loads(before_file.read_text()) if mode == "resume" and before_file.exists() else None
+    sized = "max_new_tokens" not in config.sampling.model_fields_set
+    config = size_replies(config, task, tokenizer, warn=main_process, resumed=resumed,
+                          context=getattr(model.config, "max_position_embeddings", None))
+    if progress and main_process and sized:
+        print(f"max_new_tokens {config.sampling.max_new_tokens}: " + ("the resumed run's own" if resumed is not None else
+              "sized from the task's worked replies (lesson 15c; --max-new-tokens sets it)"), file=sys.stderr)
+    if multi:
+        from lmtrain.distributed import one_pass_per_rank
+        config = one_pass_per_rank(config)   # recorded as run: each rank trains its rows in one pass
     # 3. now, and only now, the output folder changes
     if main_process:
         if mode == "overwrite": clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(config, policy, task, reward, strict, format_free, out, accelerator)
-    before_file = out / "before.json"
-    if mode == "resume" and before_file.exists():
-        before = json.loads(before_file.read_text())
+    if resumed is not None:
+        before = resumed
         trainer.load(out / "checkpoints" / "last")
         if main_process: _drop_rollouts_after(out / "rollouts.jsonl", trainer.step)
     else:
         before, eval_before = evaluate_run(trainer, task, strict, format_free, step=0, samples=config.eval_samples)
         if main_process:
             save_rollouts(out / "eval_before.jsonl", eval_before)
-            atomic_write(before_file, json.dumps(before))
+            atomic_write(before_file, json.dumps({**before, "max_new_tokens": config.sampling.max_new_tokens}))
     if progress and main_process:
         print(f"held-out accuracy before training: strict {before['strict']['accuracy']:.1%} ± {before['strict']['se']:.1%}, "
               f"format-free {before['format_free']['accuracy']:.1%} ({before['strict']['n']} problems)", file=sys.stderr)
     # 4. training
+    # full fine-tuning keeps the best model alone (a third of a resume state); LoRA its adapters' state (a few MB),
+    # not a merged copy of the whole model at every improvement
     best = ProgramCheckpoint(str(out / "checkpoints" / "best"), monitor="val_score", mode="max", save_best_only=True,
-                             save_weights_only=True)   # the model to use, not a state to resume: a third of the size
+                             save_weights_only=not config.lora.enabled)
     t_train = time.perf_counter()
     history = trainer.fit(callbacks=[best, *(callbacks or [])], progress=progress)
     train_seconds = time.perf_counter() - t_train

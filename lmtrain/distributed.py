@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from .grpo import GRPO, mini_batches
+from .grpo import GRPO
+from .reinforce import mini_batches
 from .decoding import compute_context
 from .policy import Learner, Policy, Samples, is_peft_model, positions_run, token_logprobs
 from .reinforce import StepResult
@@ -23,8 +24,8 @@ from .trainer import Trainer, TrainConfig, evaluate_policy, make_algorithm
 # %% auto #0
 __all__ = ['SUM_KEYS', 'MAX_KEYS', 'SHARE_KEYS', 'ScaleGrad', 'sharded_modules', 'hold_whole_weights', 'release_whole_weights',
            'plain_copy', 'whole', 'shard_like', 'WholeWeights', 'RankLearner', 'RankSampler', 'empty_chunk',
-           'DataParallelGRPO', 'data_parallel_algorithm', 'reduce_logs', 'check_data_parallel', 'make_accelerator',
-           'DistributedTrainer']
+           'DataParallelGRPO', 'one_pass_per_rank', 'data_parallel_algorithm', 'reduce_logs', 'check_data_parallel',
+           'make_accelerator', 'DistributedTrainer']
 
 # %% ../nbs/19_scaling.ipynb #2f7e89b8
 class ScaleGrad(torch.autograd.Function):
@@ -186,10 +187,17 @@ class DataParallelGRPO(GRPO):
         logs = super().train_on(learner, update, list(chunks) + [empty_chunk(device, self.pad_id)] * (most - mine))
         return {**logs, "idle_batches": most - mine}
 
+def one_pass_per_rank(config: TrainConfig) -> TrainConfig:
+    "`config` without a token budget for training passes: under several processes each rank trains its rows in one pass."
+    if "micro_batch_tokens" in config.loss.model_fields_set and config.loss.micro_batch_tokens:
+        warnings.warn(f"micro_batch_tokens={config.loss.micro_batch_tokens} is not used under several processes: ranks keep "
+                      f"different rows, so passes split by tokens would differ in number between ranks; each rank trains its "
+                      f"rows in one pass (more processes hold fewer rows each)", stacklevel=2)
+    return config.model_copy(update={"loss": config.loss.model_copy(update={"micro_batch_tokens": None})})
+
 def data_parallel_algorithm(config: TrainConfig, reward, output_model=None, accelerator=None, pad_id: int = 0):
     "`make_algorithm`'s REINFORCE or GRPO, with GRPO as `DataParallelGRPO`; under several processes every update is one pass per rank."
-    if accelerator is not None and accelerator.num_processes > 1:   # ranks keep different rows: split by tokens, they would run different passes
-        config = config.model_copy(update={"loss": config.loss.model_copy(update={"micro_batch_tokens": None})})
+    if accelerator is not None and accelerator.num_processes > 1: config = one_pass_per_rank(config)
     if config.algo != "grpo": return make_algorithm(config, reward, output_model)
     return DataParallelGRPO(reward, output_model, config.grpo, accelerator, pad_id, sampling=config.sampling, loss=config.loss,
                             seed=config.seed)
@@ -239,12 +247,11 @@ def check_data_parallel(config: TrainConfig, world_size: int, distributed_type=N
         if config.algo == "reinforce" and config.reinforce.baseline in ("batch_mean", "moving_average"):
             raise ValueError(f"baseline={config.reinforce.baseline!r} averages rewards over the whole batch, which no rank sees under "
                              f"{world_size} processes; use 'leave_one_out' (per group) or 'none'")
-        split = ("micro_batch_size" if config.algo == "grpo" and config.grpo.micro_batch_size else
-                 "micro_batch_tokens" if "micro_batch_tokens" in config.loss.model_fields_set and config.loss.micro_batch_tokens else None)
-        if split:
-            raise ValueError(f"{split} splits an update into passes, and under {world_size} processes each rank keeps different rows, "
-                             f"so the ranks would run different numbers of passes and pair up the wrong gradients; leave it out "
-                             f"(each rank then trains its rows in one pass) or add processes to hold less per rank")
+        if config.algo == "grpo" and config.grpo.micro_batch_size and config.grpo.zero_variance != "keep":
+            raise ValueError(f"micro_batch_size={config.grpo.micro_batch_size} splits an update into passes, and under {world_size} "
+                             f"processes with zero_variance={config.grpo.zero_variance!r} each rank keeps different rows, so the ranks "
+                             f"would run different numbers of passes and pair up the wrong gradients; leave it out (each rank then "
+                             f"trains its rows in one pass), or keep every group (--zero-variance keep)")
 
 # %% ../nbs/19_scaling.ipynb #f520def2
 def make_accelerator(**kwargs):

@@ -208,7 +208,9 @@ class GRPO:
                                             aggregation=self.loss.loss_aggregation, max_tokens=self.sampling.max_new_tokens)
                     w = micro_weight(b, micro, self.loss.loss_aggregation)
                     finite = update.accumulate(loss * w) and finite
-                    for k, v in {"loss": float(loss.detach()), **stats}.items(): step_stats[k] = step_stats.get(k, 0.0) + w * v
+                    step_stats["loss"] = step_stats.get("loss", 0.0) + w * float(loss.detach())
+                    tokens = micro_weight(b, micro, "token")   # the diagnostics are token means: a pass counts by its tokens
+                    for k, v in stats.items(): step_stats[k] = step_stats.get(k, 0.0) + tokens * v
                 applied = update.step(learner) if finite else update.skip()
                 for k, v in {**step_stats, **applied}.items(): totals[k] = totals.get(k, 0.0) + v
                 n += 1

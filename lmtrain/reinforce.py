@@ -250,8 +250,8 @@ class Reinforce:
         adv = self.advantages(rewards, torch.as_tensor(samples.group).cpu())
         for r, a in zip(rollouts, adv.tolist()): r.advantage = a
         trained = self.train_on(learner, update, samples, adv)
-        logs = {"loss": trained["loss"], **rollout_stats(rollouts, samples), "grad_norm": trained["grad_norm"],
-                "skipped_nonfinite": trained["skipped_nonfinite"], "entropy": trained["entropy"],
+        applied = {k: trained[k] for k in ("grad_norm", "skipped_nonfinite") if k in trained}   # what the Update reported
+        logs = {"loss": trained["loss"], **rollout_stats(rollouts, samples), **applied, "entropy": trained["entropy"],
                 "advantage_abs": float(adv.abs().mean()), "time_generate": t1 - t0, "time_train": time.perf_counter() - t1}
         return StepResult(logs, rollouts)
 

@@ -71,7 +71,8 @@ USER_TURN = {   # the user turn of common chat templates; a prompt in none of th
 def question_of(prompt: str, tail: int = 200) -> str:
     "The last user turn of a chat-formatted prompt (the formats in `USER_TURN`), else the prompt's last `tail` characters."
     for pattern in USER_TURN.values():
-        if turns := re.findall(pattern, prompt, re.S): return turns[-1].strip()
+        if turns := re.findall(pattern, prompt, re.S):
+            return re.sub(r"<<SYS>>.*?<</SYS>>", "", turns[-1], flags=re.S).strip()   # Llama 2 puts the system prompt in the turn
     return prompt[-tail:]
 
 # %% ../nbs/12_rollouts.ipynb #01c01095

@@ -119,12 +119,15 @@ def load_task(config: TaskConfig, reward: str | None = None, seed: int = 0) -> T
     return task
 
 # %% ../nbs/15c_tasks.ipynb #5cc34d16
+def _reply_tokens(tokenizer, texts: list[str]) -> list[int]:
+    "The new tokens each reply takes, its end-of-turn token included (`max_new_tokens` counts it)."
+    return [len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
 def reply_lengths(task: Task, tokenizer, most: int = 2000) -> list[int]:
-    "Tokens in the worked reply of each training problem (at most `most` of them, evenly spread), sorted."
+    "New tokens of the worked reply of each training problem (at most `most` of them, evenly spread), sorted."
     ys = task.train[1]
     ys = ys[::max(1, -(-len(ys) // most))]
-    texts = [worked_reply(y) for y in ys] + [reply for _, reply in task.examples]
-    return sorted(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else []
+    return sorted(_reply_tokens(tokenizer, [worked_reply(y) for y in ys] + [reply for _, reply in task.examples]))
 
 def reply_budget(task: Task, tokenizer, share: float = 0.99, floor: int = 32) -> int:
     "A `max_new_tokens` that fits `share` of the task's worked replies, and never under `floor`."
@@ -135,7 +138,7 @@ def reply_budget(task: Task, tokenizer, share: float = 0.99, floor: int = 32) ->
 def budget_warning(task: Task, tokenizer, max_new_tokens: int) -> str | None:
     "What to tell a user whose `max_new_tokens` cuts the worked examples in its own prompt, or `None`."
     if not task.examples: return None
-    longest = max(len(tokenizer(reply, add_special_tokens=False)["input_ids"]) for _, reply in task.examples)
+    longest = max(_reply_tokens(tokenizer, [reply for _, reply in task.examples]))
     if longest <= max_new_tokens: return None
     return (f"--max-new-tokens {max_new_tokens} is shorter than the prompt's own worked examples (the longest reply is {longest} "
             f"tokens): replies that copy them will be cut before their answer; leave --max-new-tokens out to have it sized "

@@ -7,7 +7,8 @@ __all__ = ['PROGRESS_METRICS', 'OptimConfig', 'LoraConfig', 'TrainConfig', 'make
            'make_scheduler', 'batch_indices', 'evaluate_policy', 'matmul_roofline', 'forward_flops', 'default_prompt',
            'mean_logs', 'free_cpu_threads', 'seed_everything', 'Trainer', 'train_step', 'throughput', 'log_rollouts',
            'evaluate', 'fit', 'epoch_logs', 'get_state', 'set_state', 'checkpoint_state', 'optimizer_state',
-           'load_optimizer_state', 'save', 'load', 'save_weights', 'samples_from_rollouts', 'learn_from_rollouts']
+           'load_optimizer_state', 'save', 'load', 'save_weights', 'save_model', 'samples_from_rollouts',
+           'learn_from_rollouts']
 
 # %% ../nbs/15_trainer.ipynb #bdec8358
 import json, math, os, random, time, warnings
@@ -366,7 +367,13 @@ def save_weights(self: Trainer, path) -> Path:
         self.policy.tokenizer.save_pretrained(tmp)
     return Path(path)
 
-for f in (get_state, set_state, checkpoint_state, optimizer_state, load_optimizer_state, save, load, save_weights):
+def save_model(self: Trainer, path) -> Path:
+    "The old name of `save_weights` (deprecated)."
+    warnings.warn("Trainer.save_model is now Trainer.save_weights (the name ProgramCheckpoint(save_weights_only=True) calls)",
+                  DeprecationWarning, stacklevel=2)
+    return self.save_weights(path)
+
+for f in (get_state, set_state, checkpoint_state, optimizer_state, load_optimizer_state, save, load, save_weights, save_model):
     setattr(Trainer, f.__name__, f)
 
 # %% ../nbs/15_trainer.ipynb #1805ed74

@@ -10,15 +10,16 @@ shape, not on the words.
 """
 import resource, subprocess, sys, time
 
-SHAPES = [(4, 400, 228, 1), (8, 400, 228, 2), (32, 100, 32, 8)]   # GSM8K-length passes of 4 and 8 rows; the main job's pass
+SHAPES = [(4, 400, 228, 1), (8, 400, 228, 2), (48, 100, 32, 8)]   # GSM8K-length passes of 4 and 8 rows; the main job's pass
 
 
 def one_pass(rows: int, prompt: int, completion: int, prompts: int) -> str:
     import torch
     from lmtrain.local import load_causal_lm
     from lmtrain.policy import Policy
+    if rows % prompts: raise SystemExit(f"{rows} rows do not divide among {prompts} prompts")
     torch.set_num_threads(2)
-    model, tokenizer = load_causal_lm()
+    model, tokenizer = load_causal_lm(device="cpu")   # host memory is what ru_maxrss measures
     policy = Policy(model, tokenizer, compute_dtype=torch.bfloat16)
     model.train()
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
