@@ -23,7 +23,8 @@ from .trainer import TrainConfig
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',
            'check_out', 'clear_run', 'resolve_scoring', 'check_model', 'accuracy', 'rescore', 'pass_at_k_scores',
            'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer',
-           'size_replies', 'run', 'summarise', 'own_check', 'read_own_run', 'write_outputs', 'importable_cwd', 'main']
+           'size_replies', 'cut_before', 'run', 'summarise', 'own_check', 'read_own_run', 'write_outputs',
+           'importable_cwd', 'main']
 
 # %% ../nbs/16_cli.ipynb #a2a93b90
 class SamplerOptions(Config):
@@ -240,6 +241,13 @@ def size_replies(config: RunConfig, task, tokenizer, warn: bool = True, resumed:
     n = min(n, context) if context else n
     return config.model_copy(update={"sampling": s.model_copy(update={"max_new_tokens": n})})
 
+def cut_before(eval_before, max_new_tokens: int, share: float = 0.25) -> str | None:
+    "A warning when `share` or more of the held-out replies before training were cut at `max_new_tokens` (else `None`)."
+    cut = sum(bool(r.truncated) for r in eval_before) / max(len(eval_before), 1)
+    if cut < share: return None
+    return (f"{cut:.0%} of the held-out replies before training were cut at max_new_tokens={max_new_tokens}: the reward "
+            f"will judge unfinished replies from the first step; raise --max-new-tokens (lesson 15c sizes it from worked replies)")
+
 # %% ../nbs/16_cli.ipynb #8869cae9
 def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     "Run the main job for `config`; returns the summary it writes to OUT/summary.json."
@@ -293,6 +301,7 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
         if main_process:
             save_rollouts(out / "eval_before.jsonl", eval_before)
             atomic_write(before_file, json.dumps({**before, "max_new_tokens": config.sampling.max_new_tokens}))
+            if (message := cut_before(eval_before, config.sampling.max_new_tokens)): warnings.warn(message, stacklevel=2)
     if progress and main_process:
         print(f"held-out accuracy before training: strict {before['strict']['accuracy']:.1%} ± {before['strict']['se']:.1%}, "
               f"format-free {before['format_free']['accuracy']:.1%} ({before['strict']['n']} problems)", file=sys.stderr)
