@@ -23,8 +23,8 @@ from .trainer import TrainConfig
 __all__ = ['RUN_FILES', 'EXPECTED_ERRORS', 'SamplerOptions', 'RunConfig', 'build_parser', 'parse_config', 'run_state',
            'check_out', 'clear_run', 'resolve_scoring', 'check_model', 'accuracy', 'rescore', 'pass_at_k_scores',
            'evaluate_run', 'step_seconds', 'distributed_launch', 'load_model', 'make_sampler', 'make_trainer',
-           'size_replies', 'cut_before', 'run', 'summarise', 'own_check', 'read_own_run', 'write_outputs',
-           'importable_cwd', 'main']
+           'size_replies', 'read_before', 'cut_before', 'run', 'summarise', 'own_check', 'read_own_run',
+           'write_outputs', 'importable_cwd', 'main']
 
 # %% ../nbs/16_cli.ipynb #a2a93b90
 class SamplerOptions(Config):
@@ -241,6 +241,18 @@ def size_replies(config: RunConfig, task, tokenizer, warn: bool = True, resumed:
     n = min(n, context) if context else n
     return config.model_copy(update={"sampling": s.model_copy(update={"max_new_tokens": n})})
 
+def read_before(path: Path) -> dict:
+    "A resumed run's `before.json`: its held-out scores before training and the cap it ran with, checked before a model loads."
+    try: before = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise FileFormatError(f"not valid JSON ({e})", path) from None
+    if not isinstance(before, dict) or not all(isinstance(before.get(k), dict) for k in ("strict", "format_free")):
+        raise FileFormatError("expected an object with the 'strict' and 'format_free' scores the job wrote; pass --overwrite "
+                              "to start the run again", path)
+    cap = before.get("max_new_tokens", 1)
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 100_000:
+        raise FileFormatError(f"expected a whole number of tokens from 1 to 100000, got {excerpt(cap)}", path, field="max_new_tokens")
+    return before
+
 def cut_before(eval_before, max_new_tokens: int, share: float = 0.25) -> str | None:
     "A warning when `share` or more of the held-out replies before training were cut at `max_new_tokens` (else `None`)."
     cut = sum(bool(r.truncated) for r in eval_before) / max(len(eval_before), 1)
@@ -260,6 +272,8 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     started, out = time.perf_counter(), Path(config.out)
     # 1. everything that can be checked without a model
     mode = check_out(config)
+    before_file = out / "before.json"
+    resumed = read_before(before_file) if mode == "resume" and before_file.exists() else None
     task = load_task(config.task, reward=config.reward, seed=config.seed)
     reward, strict, format_free = resolve_scoring(config, task)
     check_model(config.model)
@@ -276,8 +290,6 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
     device = accelerator.device if accelerator is not None else config.device
     model, tokenizer = load_model(config, device)
     policy = Policy(model, tokenizer, compute_dtype=resolve_compute_dtype(config.dtype, next(model.parameters()).device))
-    before_file = out / "before.json"
-    resumed = json.loads(before_file.read_text()) if mode == "resume" and before_file.exists() else None
     sized = "max_new_tokens" not in config.sampling.model_fields_set
     config = size_replies(config, task, tokenizer, warn=main_process, resumed=resumed,
                           context=getattr(model.config, "max_position_embeddings", None))
