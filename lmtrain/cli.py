@@ -51,6 +51,7 @@ class RunConfig(TrainConfig):
     device: str | None = Field(None, description="cpu | cuda (default: cuda when available).")
     threads: int | None = Field(None, ge=1, le=1024, description="Torch CPU threads (default: the cores not already busy).")
     save_model: bool = Field(True, description="Write the trained model to OUT/model.")
+    keep_resume_state: bool = Field(True, description="Keep OUT/checkpoints/last (weights and optimizer state, 1.6 GB for SmolLM2) once the run has finished; without it the run cannot be extended with --resume.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -333,6 +334,7 @@ def run(config: RunConfig, callbacks=None, progress: bool = True) -> dict:
         save_rollouts(out / "eval_after.jsonl", eval_after)
         history.to_json(out / "history.json")
         write_outputs(out, summary, history, strict=strict, max_new_tokens=trainer.config.sampling.max_new_tokens)
+        if not config.keep_resume_state: shutil.rmtree(out / "checkpoints" / "last", ignore_errors=True)   # finished: nothing to resume
     if accelerator is not None: accelerator.wait_for_everyone()
     return summary
 
