@@ -256,8 +256,9 @@ def read_before(path: Path) -> dict:
 
 def cut_before(eval_before, max_new_tokens: int, share: float = 0.25) -> str | None:
     "A warning when `share` or more of the held-out replies before training were cut at `max_new_tokens` (else `None`)."
-    cut = sum(bool(r.truncated) for r in eval_before) / max(len(eval_before), 1)
-    if cut < share: return None
+    from lmtrain.diagnostics import truncation_rate
+    cut = truncation_rate(eval_before)
+    if not cut >= share: return None   # also no replies at all (nan)
     return (f"{cut:.0%} of the held-out replies before training were cut at max_new_tokens={max_new_tokens}: the reward "
             f"will judge unfinished replies from the first step; raise --max-new-tokens (lesson 15c sizes it from worked replies)")
 

@@ -17,7 +17,7 @@ from .configs import Config, override_sections
 from .decoding import fold_seed
 from .policy import AdapterOffLearner, Learner, is_peft_model
 from .reinforce import (LossConfig, StepResult, Update, aggregate_loss, group_ids, group_means, masked_mean,
-                               micro_weight, mini_batches, rollout_stats, rows_per_pass, select_rows)
+                               micro_batches, micro_weight, mini_batches, rollout_stats)
 from .samplers import SamplingConfig
 
 # %% ../nbs/14_grpo.ipynb #b27cd5c1
@@ -177,14 +177,8 @@ class GRPO:
         batches = []   # mini-batches (one optimiser step each), each a list of micro-batches (one forward and backward each)
         for samples, rows, adv, *logged in chunks:
             for mb in mini_batches(len(rows), c.mini_batch_size):
-                micro, passes = [], c.micro_batch_size or rows_per_pass(samples.completion_mask[rows[mb].to(samples.completion_mask.device)],
-                                                                         self.loss.micro_batch_tokens)
-                for part in mini_batches(len(mb), passes):
-                    r = rows[mb[part]]
-                    b = select_rows(samples, r); b.advantages = adv[r]
-                    b.behaviour = logged[0][r.to(logged[0].device)][:, :b.completion_ids.shape[1]] if logged and logged[0] is not None else None
-                    micro.append(b)
-                batches.append(micro)
+                batches.append(micro_batches(samples, rows[mb], adv, logged[0] if logged else None, size=c.micro_batch_size,
+                                             max_tokens=self.loss.micro_batch_tokens))
         if not batches: return {"loss": 0.0, "n_updates": 0, "grad_norm": 0.0}   # nothing to learn from: no update
         needs_old = c.num_iterations * len(batches) > 1
         if c.beta != 0.0 and self.reference is None: self.reference = reference_learner(learner, c.reference)

@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['Baseline', 'Aggregation', 'discounted_returns', 'terminal_reward_credit', 'group_ids', 'group_means',
            'leave_one_out_baseline', 'MovingAverageBaseline', 'reinforce_advantages', 'masked_mean', 'aggregate_loss',
-           'reinforce_loss', 'Update', 'select_rows', 'micro_weight', 'mini_batches', 'rows_per_pass', 'rollout_stats',
-           'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce', 'learn_from', 'score_gram', 'gradient_variance']
+           'reinforce_loss', 'Update', 'select_rows', 'micro_weight', 'mini_batches', 'rows_per_pass', 'micro_batches',
+           'rollout_stats', 'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce', 'learn_from', 'score_gram',
+           'gradient_variance']
 
 # %% ../nbs/13_reinforce.ipynb #7225a7a2
 import time
@@ -179,6 +180,18 @@ def rows_per_pass(completion_mask: torch.Tensor, max_tokens: int | None) -> int 
     if not max_tokens or not completion_mask.numel(): return None
     return max(1, max_tokens // max(int(completion_mask.sum(-1).max()), 1))
 
+def micro_batches(samples, rows: torch.Tensor, advantages: torch.Tensor, behaviour: torch.Tensor | None = None,
+                  size: int | None = None, max_tokens: int | None = None) -> list[SimpleNamespace]:
+    "One update's passes over `rows`: `size` rows each, or as many as `max_tokens` allows, each with its advantages and logged log-probs (or None)."
+    size = size or rows_per_pass(samples.completion_mask[rows.to(samples.completion_mask.device)], max_tokens)
+    passes = []
+    for part in mini_batches(len(rows), size):
+        r = rows[part]
+        b = select_rows(samples, r); b.advantages = advantages[r]
+        b.behaviour = None if behaviour is None else behaviour[r.to(behaviour.device)][:, :b.completion_ids.shape[1]]
+        passes.append(b)
+    return passes
+
 # %% ../nbs/13_reinforce.ipynb #c6f08c9c
 def rollout_stats(rollouts, samples) -> dict:
     "Per-step diagnostics shared by REINFORCE and GRPO: reward (and the mean of each of its parts), parse failures, length, truncation."
@@ -259,28 +272,23 @@ class Reinforce:
                  max_ratio: float | None = None) -> dict:
         "One update on every sample, in passes of at most `micro_batch_tokens` completion tokens; with logged `behaviour` log-probs mu, each token's loss is -credit x min(pi/mu, max_ratio)."
         learner.model.train()
-        micro = []
-        for part in mini_batches(len(adv), rows_per_pass(samples.completion_mask, self.loss.micro_batch_tokens)):
-            b = select_rows(samples, part); b.advantages = adv[part]
-            b.behaviour = None if behaviour is None else behaviour[part.to(behaviour.device)][:, :b.completion_ids.shape[1]]
-            micro.append(b)
+        micro = micro_batches(samples, torch.arange(len(adv)), adv, behaviour, max_tokens=self.loss.micro_batch_tokens)
         update.start()
         finite, loss, entropy, ratio, ratio_max = True, 0.0, 0.0, 0.0, 0.0
-        tokens = sum(float(b.completion_mask.sum()) for b in micro) or 1.0
         for b in micro:
             logprobs, ent = learner.token_logprobs(b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask,
                                                    temperature=self.sampling.temperature)
-            mask = b.completion_mask
+            mask, tokens = b.completion_mask, micro_weight(b, micro, "token")   # token means: a pass counts by its tokens
             if b.behaviour is not None:
                 rho = torch.exp(logprobs - b.behaviour.to(logprobs))
-                ratio += float((rho.detach() * mask).sum()) / tokens
+                ratio += tokens * float(masked_mean(rho.detach(), mask))
                 ratio_max = max(ratio_max, float((rho.detach() * mask).max()))
                 logprobs = rho.clamp(max=max_ratio) if max_ratio else rho      # the loss below is then -credit x ratio
             part_loss = self.loss_of(logprobs, ent, b.advantages, mask)
             w = micro_weight(b, micro, self.loss.loss_aggregation)
             finite = update.accumulate(part_loss * w) and finite
             loss += w * float(part_loss.detach())
-            entropy += float((ent.detach() * mask).sum()) / tokens
+            entropy += tokens * float(masked_mean(ent.detach(), mask))
         stats = update.step(learner) if finite else update.skip()
         logs = {"loss": loss, **stats, "entropy": entropy, "passes": len(micro)}
         return {**logs, "ratio_mean": ratio, "ratio_max": ratio_max} if behaviour is not None else logs
