@@ -39,9 +39,11 @@ check: install
 lint: install
 	$(BIN)/ruff check --select F lmtrain tests scripts
 
-# The fuzz suites at nightly size (the default size runs in make test).
+# The fuzz suites at nightly size, and every property test on examples make test has not seen
+# (make test draws the same ones on every clone: tests/conftest.py).
 fuzz: install
-	LMTRAIN_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz_text.py tests/test_fuzz_files.py
+	LMTRAIN_FUZZ_EXAMPLES=5000 HYPOTHESIS_PROFILE=explore $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz_text.py tests/test_fuzz_files.py
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -q -p no:cacheprovider tests/test_data_models.py tests/test_parsing.py tests/test_rewards.py tests/test_datasets.py
 
 # The latest releases of every dependency in a fresh environment; when the tests pass, constraints.txt is rewritten.
 upgrade:

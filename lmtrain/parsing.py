@@ -154,16 +154,19 @@ def _tag(text: str, name: str):
     return opening.start(), text[opening.end():close.start()]
 
 def _first_boxed(text: str):
-    "(start, content) of the first `\\boxed{...}` with balanced braces, or None."
+    "(start, content) of the first `\\boxed{...}` with balanced braces and something in them, or None."
     start = text.find(_BOXED)
-    if start < 0: return None
-    depth, i = 1, start + len(_BOXED)
-    for j in range(i, min(len(text), i + 10_000)):
-        c = text[j]
-        if c == "{": depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0: return start, text[i:j]
+    while start >= 0:
+        depth, i = 1, start + len(_BOXED)
+        for j in range(i, min(len(text), i + 10_000)):
+            c = text[j]
+            if c == "{": depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0: break
+        else: return None                              # unclosed: what follows is its content, not another box
+        if text[i:j].strip(): return start, text[i:j]
+        start = text.find(_BOXED, j)                   # an empty box (an echoed instruction) answers nothing
     return None
 
 def _clean_answer(span: str) -> str:
@@ -192,18 +195,21 @@ class FoundAnswer(typing.NamedTuple):
 
 def find_answer(text: str) -> FoundAnswer | None:
     "The plain answer in `text`: the first occurrence of the first format found among tags, boxed, ####, 'the answer is', a bare number."
+    return next((found for found in _marked_answers(text) if found.answer), None)   # an empty marker is no answer
+
+def _marked_answers(text: str):
+    "Each format's first occurrence in `text`, in order of precedence; lazily, as most replies stop at the first."
     tag = _tag(text, "answer")
-    if tag: return FoundAnswer(_clean_answer(tag[1]), tag[0], "<answer>")
+    if tag: yield FoundAnswer(_clean_answer(tag[1]), tag[0], "<answer>")
     boxed = _first_boxed(text)
-    if boxed: return FoundAnswer(_clean_answer(boxed[1]), boxed[0], "boxed")
+    if boxed: yield FoundAnswer(_clean_answer(boxed[1]), boxed[0], "boxed")
     hashes = _HASHES_RE.search(text)
-    if hashes: return FoundAnswer(_clean_answer(hashes.group(1)), hashes.start(), "####")
+    if hashes: yield FoundAnswer(_clean_answer(hashes.group(1)), hashes.start(), "####")
     said = _ANSWER_IS_RE.search(text)
-    if said: return FoundAnswer(_clean_answer(_sentence(said.group(1))), said.start(), "answer is")
+    if said: yield FoundAnswer(_clean_answer(_sentence(said.group(1))), said.start(), "answer is")
     s = text.strip()
     if len(s) < 2 * MAX_DIGITS and NUMBER_RE.fullmatch(s[:-1] if s.endswith(".") else s):
-        return FoundAnswer(_clean_answer(s), 0, "bare number")
-    return None
+        yield FoundAnswer(_clean_answer(s), 0, "bare number")
 
 def extract_answer(text) -> str | None:
     "The plain answer in LM text: `'#### 18'`, `'\\boxed{18}'`, `'<answer>18</answer>'`, `'The answer is $1,000.'` -> `'1000'`; else None."
