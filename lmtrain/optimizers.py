@@ -190,14 +190,15 @@ def describe_failure(result, generator) -> str:
 
 # %% ../nbs/08_optimizers.ipynb #26ee52b2
 async def ask_text(language_model, messages: list[dict]) -> tuple[str | None, str | None]:
-    "Ask for a plain-text reply: `(text, None)` when it came, `(None, why)` when not. Never raises."
+    "Ask for a plain-text reply: `(text, None)` when it came whole, `(text or None, why)` when not. Never raises."
     try: reply = await language_model(messages)
     except Exception as e: return None, f"{type(e).__name__}: {e}"
     if isinstance(reply, str): return reply, None
     outcome = str(getattr(getattr(reply, "outcome", "ok"), "value", getattr(reply, "outcome", "ok")))
     text = getattr(reply, "text", None)
-    if outcome != "ok" or not isinstance(text, str): return None, f"{outcome}: {getattr(reply, 'error', None) or 'no text'}"
-    return text, None
+    if outcome == "ok" and isinstance(text, str): return text, None
+    kept = text if isinstance(text, str) and text else None   # a reply cut at max_tokens keeps its text: the record shows why
+    return kept, f"{outcome}: {getattr(reply, 'error', None) or 'no text'}"
 
 def clean_instructions(text: str) -> str:
     "The proposer's reply as instructions: code fences, quotes and an 'Instructions:' label removed."
@@ -221,7 +222,7 @@ class InstructionOptimizer(ValidatedSearch):
         if not isinstance(max_failures, int) or max_failures < 1: raise ValueError(f"max_failures must be a positive integer, got {max_failures!r}")
         super().__init__(seed=seed, restore_best=restore_best, validate_initial_state=validate_initial_state)
         self.language_model, self.max_failures, self.max_chars = language_model, max_failures, max_chars
-        self.proposals: list[dict] = []  # every proposal: generator, old, new, accepted, error
+        self.proposals: list[dict] = []  # every proposal: generator, old, new, accepted, error, and a rejected one's reply
 
     def proposal_messages(self, generator, failures) -> list[dict]:
         "The exact messages sent to the proposer for one generator."
@@ -240,11 +241,12 @@ class InstructionOptimizer(ValidatedSearch):
     async def propose(self, generator, failures) -> dict:
         "Ask for new instructions; set them if the reply is usable. Returns the record of the proposal."
         text, error = await ask_text(self.language_model, self.proposal_messages(generator, failures))
-        new = clean_instructions(text) if text is not None else None
+        new = clean_instructions(text) if text is not None and error is None else None
         if error is None and not new: error = "empty proposal"
         if error is None and len(new) > self.max_chars: error = f"proposal of {len(new)} characters is longer than max_chars={self.max_chars}"
-        record = {"generator": generator.name, "old": generator.instructions, "new": new, "failures": len(failures),
-                  "accepted": error is None, "error": error}
+        record = {"generator": generator.name, "old": generator.instructions, "new": new if error is None else None,
+                  "failures": len(failures), "accepted": error is None, "error": error,
+                  "reply": None if error is None or text is None else _excerpt(text, 2 * self.max_chars)}   # what a rejected proposal said
         if error is None: generator.instructions = new
         self.proposals.append(record)
         return record
