@@ -153,8 +153,15 @@ def _tag(text: str, name: str):
     if not (opening and close): return None
     return opening.start(), text[opening.end():close.start()]
 
-def _first_boxed(text: str):
-    "(start, content) of the first `\\boxed{...}` with balanced braces and something in them, or None."
+def _tags(text: str, name: str):
+    "`(start, content)` of each complete `<name>...</name>` in `text`, in order (each search starts past the last)."
+    end = 0
+    while (opening := _OPEN_TAG_RE[name].search(text, end)) and (close := _CLOSE_TAG_RE[name].search(text, opening.end())):
+        yield opening.start(), text[opening.end():close.start()]
+        end = close.end()
+
+def _boxes(text: str):
+    "`(start, content)` of each `\\boxed{...}` with balanced braces, in order; an unclosed one ends the search."
     start = text.find(_BOXED)
     while start >= 0:
         depth, i = 1, start + len(_BOXED)
@@ -164,10 +171,9 @@ def _first_boxed(text: str):
             elif c == "}":
                 depth -= 1
                 if depth == 0: break
-        else: return None                              # unclosed: what follows is its content, not another box
-        if text[i:j].strip(): return start, text[i:j]
-        start = text.find(_BOXED, j)                   # an empty box (an echoed instruction) answers nothing
-    return None
+        else: return                                   # unclosed: what follows is its content, not another box
+        yield start, text[i:j]
+        start = text.find(_BOXED, j)
 
 def _clean_answer(span: str) -> str:
     "Strip markup around an answer: spaces, `$`, `**`, a trailing period; a number loses its thousands commas."
@@ -194,19 +200,15 @@ class FoundAnswer(typing.NamedTuple):
     "Which format it was written in: `'<answer>'`, `'boxed'`, `'####'`, `'answer is'` or `'bare number'`."
 
 def find_answer(text: str) -> FoundAnswer | None:
-    "The plain answer in `text`: the first occurrence of the first format found among tags, boxed, ####, 'the answer is', a bare number."
+    "The plain answer in `text`: the first non-empty occurrence of the first format found among tags, boxed, ####, 'the answer is', a bare number."
     return next((found for found in _marked_answers(text) if found.answer), None)   # an empty marker is no answer
 
 def _marked_answers(text: str):
-    "Each format's first occurrence in `text`, in order of precedence; lazily, as most replies stop at the first."
-    tag = _tag(text, "answer")
-    if tag: yield FoundAnswer(_clean_answer(tag[1]), tag[0], "<answer>")
-    boxed = _first_boxed(text)
-    if boxed: yield FoundAnswer(_clean_answer(boxed[1]), boxed[0], "boxed")
-    hashes = _HASHES_RE.search(text)
-    if hashes: yield FoundAnswer(_clean_answer(hashes.group(1)), hashes.start(), "####")
-    said = _ANSWER_IS_RE.search(text)
-    if said: yield FoundAnswer(_clean_answer(_sentence(said.group(1))), said.start(), "answer is")
+    "Every marked answer in `text`, format by format in order of precedence, each format's in text order; lazily, as most replies stop at the first."
+    for start, content in _tags(text, "answer"): yield FoundAnswer(_clean_answer(content), start, "<answer>")
+    for start, content in _boxes(text): yield FoundAnswer(_clean_answer(content), start, "boxed")
+    for m in _HASHES_RE.finditer(text): yield FoundAnswer(_clean_answer(m.group(1)), m.start(), "####")
+    for m in _ANSWER_IS_RE.finditer(text): yield FoundAnswer(_clean_answer(_sentence(m.group(1))), m.start(), "answer is")
     s = text.strip()
     if len(s) < 2 * MAX_DIGITS and NUMBER_RE.fullmatch(s[:-1] if s.endswith(".") else s):
         yield FoundAnswer(_clean_answer(s), 0, "bare number")
