@@ -220,6 +220,7 @@ class InstructionOptimizer(ValidatedSearch):
                  validate_initial_state: bool = False):  # also validate the instructions the program started with
         if language_model is None: raise ValueError("InstructionOptimizer needs a language_model to propose instructions")
         if not isinstance(max_failures, int) or max_failures < 1: raise ValueError(f"max_failures must be a positive integer, got {max_failures!r}")
+        if not isinstance(max_chars, int) or max_chars < 1: raise ValueError(f"max_chars must be a positive integer, got {max_chars!r}")
         super().__init__(seed=seed, restore_best=restore_best, validate_initial_state=validate_initial_state)
         self.language_model, self.max_failures, self.max_chars = language_model, max_failures, max_chars
         self.proposals: list[dict] = []  # every proposal: generator, old, new, accepted, error, and a rejected one's reply

@@ -26,7 +26,7 @@ program is greedy and has no seed, so it is evaluated once.
     python scripts/compare_optimizers.py --smoke       # a tiny random model, the whole pipeline, in seconds
 
 The JSON (written after every run) holds the settings, one record per run and, per arm, the mean and sample std over
-seeds; lesson 08 reads it.
+seeds; lesson 08 reads it. `--resume` refuses a file written with other settings.
 """
 from __future__ import annotations
 
@@ -54,6 +54,21 @@ async def arithmetic_program(language_model) -> Program:
     inputs = Input(data_model=MathQuestion)
     outputs = await Generator(data_model=NumericalAnswerWithThinking, language_model=language_model)(inputs)
     return Program(inputs=inputs, outputs=outputs, name="arithmetic")
+
+
+def disjoint_splits(sizes: dict, ops, answer_format) -> dict:
+    "Training, validation and held-out problems from one seeded stream, no question in two splits (nor twice in one)."
+    total = sum(sizes.values())
+    x, y = synthetic.arithmetic(4 * total, seed=11, ops=ops, answer_format=answer_format)
+    seen, rows = set(), []
+    for xi, yi in zip(x, y):
+        if xi.question not in seen: seen.add(xi.question); rows.append((xi, yi))
+    if len(rows) < total: raise SystemExit(f"only {len(rows)} distinct questions for the {total} the splits need")
+    out, start = {}, 0
+    for split in ("train", "val", "test"):
+        part = rows[start:start + sizes[split]]; start += sizes[split]
+        out[split] = ([xi for xi, _ in part], [yi for _, yi in part])
+    return out
 
 
 def make_optimizer(arm: str, seed: int, proposer):
@@ -92,11 +107,13 @@ async def one_run(arm: str, seed: int, model, proposer, data: dict, epochs: int,
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     program = await arithmetic_program(model)
     optimizer = make_optimizer(arm, seed, proposer)
-    program.compile(reward=ExactMatch(in_mask=["answer"]), optimizer=optimizer, seed=seed)
+    program.compile(reward=ExactMatch(in_mask=["answer"]), optimizer=optimizer, seed=seed)   # no_training: evaluate only
     val_reward, phases = [], [(optimizer, epochs)]
-    if arm == "random_then_bootstrap":
-        phases = [(optimizer, epochs // 2), (BootstrapFewShot(k=3, seed=seed, validate_initial_state=True), epochs - epochs // 2)]
+    if arm == "random_then_bootstrap":   # half the epochs each (the first phase gets the odd one)
+        first = (epochs + 1) // 2
+        phases = [(optimizer, first), (BootstrapFewShot(k=3, seed=seed, validate_initial_state=True), epochs - first)]
     for phase, phase_epochs in phases if optimizer is not None else []:
+        if phase_epochs < 1: continue
         program.compile(reward=ExactMatch(in_mask=["answer"]), optimizer=phase, seed=seed)
         history = await program.fit(*data["train"], validation_data=data["val"], epochs=phase_epochs, batch_size=batch_size, verbose=0)
         val_reward += [round(v, 4) for v in history.history.get("val_reward", [])]
@@ -145,16 +162,20 @@ async def main(args):
         proposer = LanguageModel(model="local/smollm2-135m-instruct", max_tokens=args.proposer_max_tokens, timeout=None, cache=False)
         sizes = dict(train=args.n_train, val=args.n_val, test=args.n_test)
     ops, fmt = ("+", "-"), None if args.answer_format == "none" else args.answer_format
-    data = {split: synthetic.arithmetic(n, seed=seed, ops=ops, answer_format=fmt)
-            for split, n, seed in [("train", sizes["train"], 11), ("val", sizes["val"], 12), ("test", sizes["test"], 13)]}
+    data = disjoint_splits(sizes, ops, fmt)
     record = {"model": "tiny random model (smoke)" if args.smoke else "SmolLM2-135M-Instruct (embedded)", "ops": list(ops),
               "answer_format": args.answer_format,
               "n_train": sizes["train"], "n_val": sizes["val"], "n_test": sizes["test"], "epochs": args.epochs,
               "batch_size": args.batch_size, "max_tokens": args.max_tokens, "proposer_max_tokens": args.proposer_max_tokens,
               "threads": args.threads, "runs": []}
     out = Path(args.out) if args.out else None
-    if args.resume and out and out.exists(): record["runs"] = json.loads(out.read_text())["runs"]
-    done = {(r["arm"], r["seed"]) for r in record["runs"]}
+    if args.resume and out and out.exists():
+        before = json.loads(out.read_text())
+        changed = [k for k in record if k not in ("runs", "summary") and before.get(k) != record[k]]
+        if changed: raise SystemExit(f"--resume: {out} was run with other settings ({', '.join(changed)}); start a new file")
+        record["runs"] = before["runs"]
+    done = {(r["arm"], r["seed"]) for r in record["runs"]} | {("no_training", s) for r in record["runs"] if r["arm"] == "no_training"
+                                                               for s in args.seeds}   # it has no seed: once is all
     arms = args.arms or ARMS
     plan = [("no_training", args.seeds[0])] * ("no_training" in arms) + [(arm, s) for s in args.seeds for arm in arms if arm != "no_training"]
     for arm, seed in plan:

@@ -2,6 +2,8 @@
 import asyncio, importlib.util, json, statistics
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,3 +34,15 @@ def test_compare_optimizers_smoke_writes_what_lesson_08_reads(tmp_path):
     again = json.loads(out.read_text())
     assert again["runs"][:len(record["runs"])] == record["runs"]
     assert [(r["arm"], r["seed"]) for r in again["runs"][len(record["runs"]):]] == [("random_few_shot", 2)]
+    # ... but not into a file written with other settings, which it leaves as it was
+    with pytest.raises(SystemExit, match="other settings.*epochs"):
+        asyncio.run(script.main(script.parse_args(["--smoke", "--epochs", "3", "--resume", "--threads", "1", "--out", str(out)])))
+    assert json.loads(out.read_text()) == again
+
+
+def test_compare_optimizers_splits_share_no_question():
+    script = load_script("compare_optimizers")
+    data = script.disjoint_splits(dict(train=24, val=16, test=64), ("+", "-"), None)
+    questions = [[q.question for q in data[split][0]] for split in ("train", "val", "test")]
+    assert [len(q) for q in questions] == [24, 16, 64] and len(set().union(*questions)) == 104
+    assert all(len(x) == len(y) for x, y in data.values())
