@@ -144,21 +144,18 @@ _HASHES_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_IS_RE = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*(?::\s*)?(\S[^\n]*)", re.I)  # no two \s* side by side: they backtrack quadratically
 _BOXED = "\\boxed{"
 
-def _tag(text: str, name: str):
-    "`(start, content)` of the first complete `<name>...</name>` in `text`, or None."
-    # Two searches, not a lazy `<name>(.*?)</name>`: that regex rescans the rest of the text from every
-    # unclosed opening tag, quadratic on a reply that repeats '<answer>' without closing it.
-    opening = _OPEN_TAG_RE[name].search(text)
-    close = opening and _CLOSE_TAG_RE[name].search(text, opening.end())
-    if not (opening and close): return None
-    return opening.start(), text[opening.end():close.start()]
-
 def _tags(text: str, name: str):
     "`(start, content)` of each complete `<name>...</name>` in `text`, in order (each search starts past the last)."
+    # Two searches, not a lazy `<name>(.*?)</name>`: that regex rescans the rest of the text from every
+    # unclosed opening tag, quadratic on a reply that repeats '<answer>' without closing it.
     end = 0
     while (opening := _OPEN_TAG_RE[name].search(text, end)) and (close := _CLOSE_TAG_RE[name].search(text, opening.end())):
         yield opening.start(), text[opening.end():close.start()]
         end = close.end()
+
+def _tag(text: str, name: str):
+    "`(start, content)` of the first complete `<name>...</name>` in `text`, or None."
+    return next(_tags(text, name), None)
 
 def _boxes(text: str):
     "`(start, content)` of each `\\boxed{...}` with balanced braces, in order; an unclosed one ends the search."

@@ -18,8 +18,8 @@ validation and held-out problems (data seeds fixed), for the same epochs and
 batches; `--seeds` vary the optimizers' draws and the data order. Held-out accuracy is measured greedily through the
 trained program, two ways: **strict**, the program's reward (`ExactMatch` on the parsed answer field: the reply must
 be read as the output data model and hold the right number) and **format-free**, the last number of the raw reply
-(`lmtrain.parsing.last_number`), which says whether the arithmetic was right whatever the format. The untrained
-program is greedy and has no seed, so it is evaluated once.
+(`LastNumberCorrect`, the main job's format-free metric), which says whether the arithmetic was right whatever the
+format. The untrained program is greedy and has no seed, so it is evaluated once.
 
     python scripts/compare_optimizers.py --seeds 0 1 2 --out nbs/data/bench/optimizers_smollm2.json
     python scripts/compare_optimizers.py ... --arms random_then_bootstrap --resume   # add an arm to the JSON
@@ -42,9 +42,9 @@ from lmtrain.files import atomic_write
 from lmtrain.generators import Generator
 from lmtrain.language_models import LanguageModel
 from lmtrain.optimizers import BootstrapFewShot, InstructionOptimizer, RandomFewShot
-from lmtrain.parsing import last_number
 from lmtrain.programs import Input, Program
 from lmtrain.rewards import ExactMatch
+from lmtrain.rewards.answers import LastNumberCorrect
 
 ARMS = ("no_training", "random_few_shot", "bootstrap_few_shot", "instruction_optimizer", "random_then_bootstrap")
 
@@ -58,17 +58,11 @@ async def arithmetic_program(language_model) -> Program:
 
 def disjoint_splits(sizes: dict, ops, answer_format) -> dict:
     "Training, validation and held-out problems from one seeded stream, no question in two splits (nor twice in one)."
-    total = sum(sizes.values())
-    x, y = synthetic.arithmetic(4 * total, seed=11, ops=ops, answer_format=answer_format)
-    seen, rows = set(), []
-    for xi, yi in zip(x, y):
-        if xi.question not in seen: seen.add(xi.question); rows.append((xi, yi))
-    if len(rows) < total: raise SystemExit(f"only {len(rows)} distinct questions for the {total} the splits need")
-    out, start = {}, 0
-    for split in ("train", "val", "test"):
-        part = rows[start:start + sizes[split]]; start += sizes[split]
-        out[split] = ([xi for xi, _ in part], [yi for _, yi in part])
-    return out
+    # load_data's first split is the first distinct questions of the stream: here training, then validation
+    (x_test, y_test), (x, y) = synthetic.load_data("arithmetic", n_train=sizes["test"], n_test=sizes["train"] + sizes["val"],
+                                                   seed=11, ops=ops, answer_format=answer_format)
+    n = sizes["train"]
+    return {"train": (x[:n], y[:n]), "val": (x[n:], y[n:]), "test": (x_test, y_test)}
 
 
 def make_optimizer(arm: str, seed: int, proposer):
@@ -80,10 +74,9 @@ def make_optimizer(arm: str, seed: int, proposer):
 
 
 def format_free(result) -> bool:
-    "Whether the last number of the raw reply is the label's answer (no reply: wrong)."
+    "Whether the last number of the raw reply is the label's answer (the main job's format-free metric; no reply: wrong)."
     text = result.calls[-1].text if result.calls else None
-    value = last_number(text) if isinstance(text, str) else None
-    return value is not None and abs(value - float(result.y_true.answer)) < 1e-9
+    return isinstance(text, str) and LastNumberCorrect().compute(result.y_true, text) == 1.0
 
 
 def held_out_scores(program) -> dict:
