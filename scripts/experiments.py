@@ -68,6 +68,9 @@ GROUPS = {
         # the 60-step runs fell back after step 40: does decaying the learning rate to 0 keep the end of the run?
         "fewshot2_prompts8_steps40_cosine": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                              "--lr-schedule", "cosine"],
+        # twice the samples a prompt, so that a problem the model gets wrong 5 times in 6 still yields a right one (five seeds)
+        "fewshot2_prompts8_steps40_group12": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
+                                              "--group-size", "12"],
         "fewshot2_prompts8_steps40_lr2e-5_linear": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                                     "--learning-rate", "2e-5", "--lr-schedule", "linear"],
     },
