@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['Baseline', 'Aggregation', 'discounted_returns', 'terminal_reward_credit', 'group_ids', 'group_means',
            'leave_one_out_baseline', 'MovingAverageBaseline', 'reinforce_advantages', 'masked_mean', 'aggregate_loss',
-           'reinforce_loss', 'Update', 'select_rows', 'micro_weight', 'mini_batches', 'rows_per_pass', 'micro_batches',
-           'rollout_stats', 'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce', 'learn_from', 'score_gram',
-           'gradient_variance']
+           'reinforce_loss', 'Update', 'select_rows', 'micro_weight', 'mini_batches', 'pass_positions', 'passes_within',
+           'micro_batches', 'rollout_stats', 'LossConfig', 'ReinforceConfig', 'StepResult', 'Reinforce', 'learn_from',
+           'score_gram', 'gradient_variance']
 
 # %% ../nbs/13_reinforce.ipynb #7225a7a2
 import time
@@ -175,17 +175,32 @@ def mini_batches(n: int, size: int | None) -> list[torch.Tensor]:
     size = size or n
     return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
-def rows_per_pass(completion_mask: torch.Tensor, max_tokens: int | None) -> int | None:
-    "Rows of one training pass, so that rows x the longest completion stays within `max_tokens` (None: every row at once)."
-    if not max_tokens or not completion_mask.numel(): return None
-    return max(1, max_tokens // max(int(completion_mask.sum(-1).max()), 1))
+def pass_positions(prompts: int, prompt_len: int, rows: int, completion_len: int) -> int:
+    "Token positions a training pass runs: each distinct prompt once (its rows share it), then every row's completion."
+    return prompts * prompt_len + rows * completion_len
+
+def passes_within(samples, rows: torch.Tensor, max_tokens: int | None) -> list[torch.Tensor]:
+    "Consecutive runs of `rows` (as indices into it), each as long as its `pass_positions` stay within `max_tokens` (at least one row a pass)."
+    n = len(rows)
+    if not max_tokens or not n: return mini_batches(n, None)
+    rows = rows.to(samples.completion_mask.device)
+    prompt_len, completion_len = samples.prompt_mask[rows].sum(-1).tolist(), samples.completion_mask[rows].sum(-1).tolist()
+    keys = torch.cat([samples.prompt_ids[rows], samples.prompt_mask[rows].to(samples.prompt_ids.dtype)], 1)
+    prompt_of = torch.unique(keys, dim=0, return_inverse=True)[1].tolist()   # rows with the same prompt share one forward
+    passes, start, prompts, p, c = [], 0, set(), 0, 0
+    for i in range(n):
+        grown = (prompts | {prompt_of[i]}, max(p, prompt_len[i]), max(c, completion_len[i]))
+        if i > start and pass_positions(len(grown[0]), grown[1], i - start + 1, grown[2]) > max_tokens:
+            passes.append(torch.arange(start, i))
+            start, grown = i, ({prompt_of[i]}, prompt_len[i], completion_len[i])
+        prompts, p, c = grown
+    return passes + [torch.arange(start, n)]
 
 def micro_batches(samples, rows: torch.Tensor, advantages: torch.Tensor, behaviour: torch.Tensor | None = None,
                   size: int | None = None, max_tokens: int | None = None) -> list[SimpleNamespace]:
-    "One update's passes over `rows`: `size` rows each, or as many as `max_tokens` allows, each with its advantages and logged log-probs (or None)."
-    size = size or rows_per_pass(samples.completion_mask[rows.to(samples.completion_mask.device)], max_tokens)
+    "One update's passes over `rows`: `size` rows each, or as many as `max_tokens` positions allow, each with its advantages and logged log-probs (or None)."
     passes = []
-    for part in mini_batches(len(rows), size):
+    for part in (mini_batches(len(rows), size) if size else passes_within(samples, rows, max_tokens)):
         r = rows[part]
         b = select_rows(samples, r); b.advantages = advantages[r]
         b.behaviour = None if behaviour is None else behaviour[r.to(behaviour.device)][:, :b.completion_ids.shape[1]]
@@ -211,7 +226,7 @@ class LossConfig(Config):
     "How per-token losses become one number, the entropy bonus, and how many tokens one training pass holds (shared by REINFORCE and GRPO)."
     loss_aggregation: Aggregation = Field("sequence", description="sequence (GRPO: mean per completion, length-biased) | token (DAPO) | constant (Dr. GRPO: divide by B * max_new_tokens, unbiased).")
     entropy_coef: float = Field(0.0, ge=-10.0, le=10.0, description="Weight of the entropy bonus subtracted from the loss (the seed's entropyCoef).")
-    micro_batch_tokens: int | None = Field(2048, ge=1, description="Most completion tokens (rows x longest completion) in one training pass; more are split into passes whose gradients add up to the same update (memory; none: every row in one pass).")
+    micro_batch_tokens: int | None = Field(3072, ge=1, description="Most token positions one training pass runs (distinct prompts x longest prompt + rows x longest completion); more are split into passes whose gradients add up to the same update (memory; none: every row in one pass).")
 
 class ReinforceConfig(Config):
     "Options of REINFORCE itself (sampling and loss options are their own sections)."
@@ -270,7 +285,7 @@ class Reinforce:
 
     def train_on(self, learner, update: Update, samples, adv: torch.Tensor, behaviour: torch.Tensor | None = None,
                  max_ratio: float | None = None) -> dict:
-        "One update on every sample, in passes of at most `micro_batch_tokens` completion tokens; with logged `behaviour` log-probs mu, each token's loss is -credit x min(pi/mu, max_ratio)."
+        "One update on every sample, in passes of at most `micro_batch_tokens` token positions; with logged `behaviour` log-probs mu, each token's loss is -credit x min(pi/mu, max_ratio)."
         learner.model.train()
         micro = micro_batches(samples, torch.arange(len(adv)), adv, behaviour, max_tokens=self.loss.micro_batch_tokens)
         update.start()

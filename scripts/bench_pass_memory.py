@@ -1,6 +1,7 @@
 """Memory of one SmolLM2 training pass (forward and backward, bf16 compute, float32 weights) by its shape.
 
-Lesson 13 sizes `LossConfig.micro_batch_tokens` from these numbers. Each shape runs in a fresh process, and the figure
+Lesson 13 sizes `LossConfig.micro_batch_tokens` from these numbers: memory follows the token positions a pass runs
+(distinct prompts x prompt length + rows x completion length), not its completion tokens alone. Each shape runs in a fresh process, and the figure
 printed is that process's peak resident memory above what it held once the model was loaded, so the shapes do
 not share an allocator's leftovers. Random token ids stand in for real text: the cost of a pass depends on its
 shape, not on the words.
@@ -10,13 +11,15 @@ shape, not on the words.
 """
 import resource, subprocess, sys, time
 
-SHAPES = [(4, 400, 228, 1), (8, 400, 228, 2), (48, 100, 32, 8)]   # GSM8K-length passes of 4 and 8 rows; the main job's pass
+SHAPES = [(48, 148, 32, 8), (8, 400, 228, 2), (8, 2000, 228, 2), (4, 2000, 228, 1)]   # the main job's largest pass; GSM8K-length
+# completions after short and many-shot prompts; the last is what the positions budget lets through of the third
 
 
 def one_pass(rows: int, prompt: int, completion: int, prompts: int) -> str:
     import torch
     from lmtrain.local import load_causal_lm
     from lmtrain.policy import Policy
+    from lmtrain.reinforce import pass_positions
     if rows % prompts: raise SystemExit(f"{rows} rows do not divide among {prompts} prompts")
     torch.set_num_threads(2)
     model, tokenizer = load_causal_lm(device="cpu")   # host memory is what ru_maxrss measures
@@ -30,7 +33,8 @@ def one_pass(rows: int, prompt: int, completion: int, prompts: int) -> str:
     logprobs, _ = policy.token_logprobs(prompt_ids, torch.ones_like(prompt_ids), completion_ids, torch.ones_like(completion_ids))
     (-logprobs.sum()).backward()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (f"{rows:>4} rows x {completion:>3} completion tokens ({rows * completion:>5}), {prompts} distinct prompts of {prompt}: "
+    return (f"{rows:>4} rows x {completion:>3} completion tokens ({rows * completion:>5}), {prompts} distinct prompts of {prompt} "
+            f"({pass_positions(prompts, prompt, rows, completion):>5} positions): "
             f"+{(peak - loaded) / 2**20:.2f} GiB over the loaded model, {time.perf_counter() - started:.1f} s")
 
 
