@@ -180,9 +180,10 @@ def pass_positions(prompts: int, prompt_len: int, rows: int, completion_len: int
     return prompts * prompt_len + rows * completion_len
 
 def passes_within(samples, rows: torch.Tensor, max_tokens: int | None) -> list[torch.Tensor]:
-    "Consecutive runs of `rows` (as indices into it), each as long as its `pass_positions` stay within `max_tokens` (at least one row a pass)."
+    "Consecutive runs of `rows` (as indices into it), each as long as its `pass_positions` stay within `max_tokens` (at least one row a pass; prompts counted as shared, as `token_logprobs` runs them by default)."
     n = len(rows)
-    if not max_tokens or not n: return mini_batches(n, None)
+    if not n: return []
+    if not max_tokens: return mini_batches(n, None)
     rows = rows.to(samples.completion_mask.device)
     prompt_len, completion_len = samples.prompt_mask[rows].sum(-1).tolist(), samples.completion_mask[rows].sum(-1).tolist()
     keys = torch.cat([samples.prompt_ids[rows], samples.prompt_mask[rows].to(samples.prompt_ids.dtype)], 1)
