@@ -107,6 +107,10 @@ GROUPS = {
         "word_problems_worked": ["--data", "nbs/data/tasks/word_problems_worked.jsonl", "--reward", "math"],
         "three_sum_worked": ["--data", "nbs/data/tasks/three_sum_worked.jsonl", "--reward", "math"],
     },
+    # the main job with place-value working in its two examples (scripts/make_tasks.py writes one file per seed)
+    "working": {
+        "place_value": ["--data", "nbs/data/tasks/addition_place_value_s{seed}.jsonl"],
+    },
     # bf16 compute against float32 (issue 11: held-out accuracy within noise)
     "precision": {
         "bf16": ["--dtype", "bf16"],
@@ -129,7 +133,7 @@ def run(group: str, names: list[str], seeds: list[int], extra: list[str]):
             out = RUNS / group / name / f"s{seed}"
             if (out / "summary.json").exists(): continue
             cmd = [sys.executable, "-m", "lmtrain", "train", "--seed", str(seed), "--out", str(out), "--overwrite",
-                   "--no-save-model", *experiments[name], *extra]
+                   "--no-save-model", *(flag.replace("{seed}", str(seed)) for flag in experiments[name]), *extra]
             print(f"[{time.strftime('%H:%M:%S')}] {group}/{name} seed {seed}: {' '.join(cmd[3:])}", flush=True)
             t0 = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)   # --data paths are relative to the repository

@@ -10,7 +10,15 @@ seeded so that they are the same on every machine. Each task comes twice, with t
   <task>_worked.jsonl   the same rows with a `reasoning` column: the working a teacher would write
                         ("47 - 10 = 37, 37 - 9 = 28"), which `--few-shot` shows before each example's `#### N`
 
-    python scripts/make_tasks.py      # rewrites the six files
+    python scripts/make_tasks.py      # rewrites the six files, and the three below
+
+Lesson 16c also asks whether working in the reply would lift the main job's own task. For that it needs the main
+job's addition problems, seed by seed (each seed draws its own split and its own two examples), with place-value
+working ("28 + 20 = 48, 48 + 5 = 53") where the default examples show "28 + 25 = 53":
+
+  addition_place_value_s<seed>.jsonl   the default task's 600 training and 200 held-out problems of that seed, in
+                                       order, so that `--data` with `--seed <seed>` draws the same examples, batches
+                                       and held-out problems as the main job
 """
 import json, random
 from pathlib import Path
@@ -56,7 +64,27 @@ def write(name, make, n=800, seed=0):
     return plain, worked
 
 
+def place_value(a: int, b: int) -> str:
+    "a + b, adding b's tens and then its ones (one step when b has only one of them)."
+    tens, ones = b - b % 10, b % 10
+    return f"{a} + {tens} = {a + tens}, {a + tens} + {ones} = {a + b}" if tens and ones else f"{a} + {b} = {a + b}"
+
+
+def write_place_value(seed: int):
+    from lmtrain.tasks import TaskConfig, load_task   # the main job's own split, so the seeds pair up with its runs
+    task, rows = load_task(TaskConfig(few_shot=0), seed=seed), []
+    for xs, ys in (task.train, task.held_out):
+        for x, y in zip(xs, ys):
+            a, b = (int(t) for t in x.question.removeprefix("What is ").split("?")[0].split(" + "))
+            rows.append({"prompt": task.question(x), "answer": str(a + b), "reasoning": place_value(a, b)})
+    path = OUT / f"addition_place_value_s{seed}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     for name, make in [("subtraction", subtraction), ("word_problems", word_problem), ("three_sum", three_sum)]:
         print(*write(name, make))
+    for seed in range(3):
+        print(write_place_value(seed))
