@@ -178,7 +178,8 @@ class GRPO:
         for samples, rows, adv, *logged in chunks:
             for mb in mini_batches(len(rows), c.mini_batch_size):
                 batches.append(micro_batches(samples, rows[mb], adv, logged[0] if logged else None, size=c.micro_batch_size,
-                                             max_tokens=self.loss.micro_batch_tokens))
+                                             max_tokens=self.loss.micro_batch_tokens,
+                                             share_prompts=getattr(learner, "share_prompts", True)))
         if not batches: return {"loss": 0.0, "n_updates": 0, "grad_norm": 0.0}   # nothing to learn from: no update
         needs_old = c.num_iterations * len(batches) > 1
         if c.beta != 0.0 and self.reference is None: self.reference = reference_learner(learner, c.reference)

@@ -179,15 +179,15 @@ def pass_positions(prompts: int, prompt_len: int, rows: int, completion_len: int
     "Token positions a training pass runs: each distinct prompt once (its rows share it), then every row's completion."
     return prompts * prompt_len + rows * completion_len
 
-def passes_within(samples, rows: torch.Tensor, max_tokens: int | None) -> list[torch.Tensor]:
-    "Consecutive runs of `rows` (as indices into it), each as long as its `pass_positions` stay within `max_tokens` (at least one row a pass; prompts counted as shared, as `token_logprobs` runs them by default)."
+def passes_within(samples, rows: torch.Tensor, max_tokens: int | None, share_prompts: bool = True) -> list[torch.Tensor]:
+    "Consecutive runs of `rows` (as indices into it), each as long as its `pass_positions` stay within `max_tokens` (at least one row a pass; a repeated prompt counts once when the learner shares prompts)."
     n = len(rows)
     if not n: return []
     if not max_tokens: return mini_batches(n, None)
     rows = rows.to(samples.completion_mask.device)
     prompt_len, completion_len = samples.prompt_mask[rows].sum(-1).tolist(), samples.completion_mask[rows].sum(-1).tolist()
     keys = torch.cat([samples.prompt_ids[rows], samples.prompt_mask[rows].to(samples.prompt_ids.dtype)], 1)
-    prompt_of = torch.unique(keys, dim=0, return_inverse=True)[1].tolist()   # rows with the same prompt share one forward
+    prompt_of = torch.unique(keys, dim=0, return_inverse=True)[1].tolist() if share_prompts else list(range(n))   # one forward per distinct prompt
     passes, start, prompts, p, c = [], 0, set(), 0, 0
     for i in range(n):
         grown = (prompts | {prompt_of[i]}, max(p, prompt_len[i]), max(c, completion_len[i]))
@@ -198,10 +198,10 @@ def passes_within(samples, rows: torch.Tensor, max_tokens: int | None) -> list[t
     return passes + [torch.arange(start, n)]
 
 def micro_batches(samples, rows: torch.Tensor, advantages: torch.Tensor, behaviour: torch.Tensor | None = None,
-                  size: int | None = None, max_tokens: int | None = None) -> list[SimpleNamespace]:
+                  size: int | None = None, max_tokens: int | None = None, share_prompts: bool = True) -> list[SimpleNamespace]:
     "One update's passes over `rows`: `size` rows each, or as many as `max_tokens` positions allow, each with its advantages and logged log-probs (or None)."
     passes = []
-    for part in (mini_batches(len(rows), size) if size else passes_within(samples, rows, max_tokens)):
+    for part in (mini_batches(len(rows), size) if size else passes_within(samples, rows, max_tokens, share_prompts)):
         r = rows[part]
         b = select_rows(samples, r); b.advantages = advantages[r]
         b.behaviour = None if behaviour is None else behaviour[r.to(behaviour.device)][:, :b.completion_ids.shape[1]]
@@ -288,7 +288,8 @@ class Reinforce:
                  max_ratio: float | None = None) -> dict:
         "One update on every sample, in passes of at most `micro_batch_tokens` token positions; with logged `behaviour` log-probs mu, each token's loss is -credit x min(pi/mu, max_ratio)."
         learner.model.train()
-        micro = micro_batches(samples, torch.arange(len(adv)), adv, behaviour, max_tokens=self.loss.micro_batch_tokens)
+        micro = micro_batches(samples, torch.arange(len(adv)), adv, behaviour, max_tokens=self.loss.micro_batch_tokens,
+                              share_prompts=getattr(learner, "share_prompts", True))
         update.start()
         finite, loss, entropy, ratio, ratio_max = True, 0.0, 0.0, 0.0, 0.0
         for b in micro:
