@@ -1,6 +1,7 @@
 """Run `lmtrain train` configurations over seeds, one after the other, and collect what the lessons plot.
 
-Each experiment is a name and the flags that set it apart from the main job's defaults; each (experiment, seed)
+Each experiment is a name and the flags that set it apart from the main job's defaults (`{seed}` in a flag is
+replaced by the run's seed, for files made per seed); each (experiment, seed)
 runs once, in its own process, into `RUNS/<experiment>/s<seed>` (a run with a `summary.json` is done and skipped,
 so the queue can be stopped and started again). `collect` writes one small JSON per experiment group with, per run,
 the summary's numbers, the per-step curves (reward, completion length, clip ratio, KL, entropy, ...) and the
@@ -61,14 +62,14 @@ GROUPS = {
         "fewshot2_prompts16": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "16"],
         "fewshot2_prompts8_lr2e-5": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--learning-rate", "2e-5"],
         "fewshot2_prompts16_steps40": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "16", "--steps", "40"],
-        # finalists against the chosen defaults (few-shot 2, 8 prompts, 40 steps), three seeds each
+        # finalists against the chosen defaults (few-shot 2, 8 prompts, 40 steps), three seeds each (groups of 12: five)
         "fewshot2_prompts8_steps60": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "60"],
         "fewshot2_prompts8_steps40_agg_token": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                                 "--loss-aggregation", "token"],
         # the 60-step runs fell back after step 40: does decaying the learning rate to 0 keep the end of the run?
         "fewshot2_prompts8_steps40_cosine": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                              "--lr-schedule", "cosine"],
-        # twice the samples a prompt, so that a problem the model gets wrong 5 times in 6 still yields a right one (five seeds)
+        # twice the samples a prompt, so that a problem the model gets right one time in ten more often yields a right reply
         "fewshot2_prompts8_steps40_group12": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                               "--group-size", "12"],
         "fewshot2_prompts8_steps40_lr2e-5_linear": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
@@ -152,7 +153,8 @@ def collect(group: str) -> Path:
         record = {k: summary.get(k) for k in SUMMARY_KEYS}
         record["curves"] = {k: [b.get(k) for b in steps] for k in CURVES if any(k in b for b in steps)}
         record["val"] = {k: v for k, v in history["history"].items() if k.startswith("val_") or k == "step"}
-        record["flags"] = GROUPS.get(group, {}).get(folder.parent.name)
+        flags = GROUPS.get(group, {}).get(folder.parent.name)
+        record["flags"] = None if flags is None else [f.replace("{seed}", folder.name[1:]) for f in flags]   # as run
         record["config"] = summary.get("config")   # the whole run's options, flags added with --extra included
         record["diagnosis"], record["warnings"] = own_reading(folder, summary)
         out.setdefault(folder.parent.name, {})[folder.name] = record
