@@ -1,8 +1,9 @@
 """Memory of one SmolLM2 training pass (forward and backward, bf16 compute, float32 weights) by its shape.
 
 Lesson 13 sizes `LossConfig.micro_batch_tokens` from these numbers: memory follows the token positions a pass runs
-(distinct prompts x prompt length + rows x completion length), not its completion tokens alone. Each shape runs in a fresh process, and the figure
-printed is that process's peak resident memory above what it held once the model was loaded, so the shapes do
+(distinct prompts x prompt length + rows x completion length), not its completion tokens alone. Each shape runs in
+a fresh process, and the figure printed is that process's peak resident memory above what it held once the model
+was loaded, so the shapes do
 not share an allocator's leftovers. Random token ids stand in for real text: the cost of a pass depends on its
 shape, not on the words.
 

@@ -127,6 +127,12 @@ CURVES = ("reward_mean", "completion_len", "zero_var_frac", "clip_ratio", "appro
           "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu")
 
 
+def flags_for(group: str, name: str, seed: int) -> list[str] | None:
+    "The experiment's flags as they run for `seed` (`{seed}` filled in), or None for a name the group does not hold."
+    flags = GROUPS.get(group, {}).get(name)
+    return None if flags is None else [f.replace("{seed}", str(seed)) for f in flags]
+
+
 def run(group: str, names: list[str], seeds: list[int], extra: list[str]):
     experiments = GROUPS[group]
     for name in names or list(experiments):
@@ -134,7 +140,7 @@ def run(group: str, names: list[str], seeds: list[int], extra: list[str]):
             out = RUNS / group / name / f"s{seed}"
             if (out / "summary.json").exists(): continue
             cmd = [sys.executable, "-m", "lmtrain", "train", "--seed", str(seed), "--out", str(out), "--overwrite",
-                   "--no-save-model", *(flag.replace("{seed}", str(seed)) for flag in experiments[name]), *extra]
+                   "--no-save-model", *flags_for(group, name, seed), *extra]
             print(f"[{time.strftime('%H:%M:%S')}] {group}/{name} seed {seed}: {' '.join(cmd[3:])}", flush=True)
             t0 = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)   # --data paths are relative to the repository
@@ -153,8 +159,7 @@ def collect(group: str) -> Path:
         record = {k: summary.get(k) for k in SUMMARY_KEYS}
         record["curves"] = {k: [b.get(k) for b in steps] for k in CURVES if any(k in b for b in steps)}
         record["val"] = {k: v for k, v in history["history"].items() if k.startswith("val_") or k == "step"}
-        flags = GROUPS.get(group, {}).get(folder.parent.name)
-        record["flags"] = None if flags is None else [f.replace("{seed}", folder.name[1:]) for f in flags]   # as run
+        record["flags"] = flags_for(group, folder.parent.name, int(folder.name[1:]))   # as run
         record["config"] = summary.get("config")   # the whole run's options, flags added with --extra included
         record["diagnosis"], record["warnings"] = own_reading(folder, summary)
         out.setdefault(folder.parent.name, {})[folder.name] = record

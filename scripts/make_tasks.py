@@ -28,12 +28,17 @@ NAMES = ["Mia", "Noah", "Ava", "Liam", "Zoe", "Omar", "Ines", "Kai", "Lena", "Ra
 THINGS = ["marbles", "apples", "stickers", "books", "coins", "pencils", "shells", "cards"]
 
 
+def place_value(a: int, op: str, b: int) -> str:
+    "`a op b` worked as a teacher would: b's tens, then its ones (one step when b has only one of them)."
+    apply = (lambda x, y: x + y) if op == "+" else (lambda x, y: x - y)
+    tens, ones = b - b % 10, b % 10
+    if tens and ones: return f"{a} {op} {tens} = {apply(a, tens)}, {apply(a, tens)} {op} {ones} = {apply(a, b)}"
+    return f"{a} {op} {b} = {apply(a, b)}"
+
+
 def subtraction(rng):
     a, b = sorted((rng.randint(1, 60), rng.randint(1, 60)), reverse=True)
-    tens, ones = b - b % 10, b % 10   # take away the tens, then the ones
-    steps = [f"{a} - {tens} = {a - tens}"] if tens else []
-    if ones: steps.append(f"{a - tens} - {ones} = {a - b}")
-    return f"What is {a} - {b}?", a - b, ", ".join(steps) or f"{a} - 0 = {a}"
+    return f"What is {a} - {b}?", a - b, place_value(a, "-", b)   # take away the tens, then the ones
 
 
 def word_problem(rng):
@@ -64,19 +69,13 @@ def write(name, make, n=800, seed=0):
     return plain, worked
 
 
-def place_value(a: int, b: int) -> str:
-    "a + b, adding b's tens and then its ones (one step when b has only one of them)."
-    tens, ones = b - b % 10, b % 10
-    return f"{a} + {tens} = {a + tens}, {a + tens} + {ones} = {a + b}" if tens and ones else f"{a} + {b} = {a + b}"
-
-
 def write_place_value(seed: int):
     from lmtrain.tasks import TaskConfig, load_task   # the main job's own split, so the seeds pair up with its runs
     task, rows = load_task(TaskConfig(few_shot=0), seed=seed), []
     for xs, ys in (task.train, task.held_out):
         for x, y in zip(xs, ys):
             a, b = (int(t) for t in x.question.removeprefix("What is ").split("?")[0].split(" + "))
-            rows.append({"prompt": task.question(x), "answer": str(a + b), "reasoning": place_value(a, b)})
+            rows.append({"prompt": task.question(x), "answer": str(a + b), "reasoning": place_value(a, "+", b)})
     path = OUT / f"addition_place_value_s{seed}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
