@@ -72,6 +72,13 @@ GROUPS = {
         # twice the samples a prompt, so that a problem the model gets right one time in ten more often yields a right reply
         "fewshot2_prompts8_steps40_group12": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                               "--group-size", "12"],
+        # after step 20 about three groups in four are all right or all wrong and skipped: draw up to two more batches of
+        # prompts until eight groups carry signal (DAPO's dynamic sampling), instead of doubling every group
+        "fewshot2_prompts8_steps40_resample": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
+                                               "--zero-variance", "resample"],
+        # the same, at most one extra batch a step: about two thirds of the sampling, for most of the extra groups?
+        "fewshot2_prompts8_steps40_resample1": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
+                                                "--zero-variance", "resample", "--max-resample", "1"],
         "fewshot2_prompts8_steps40_lr2e-5_linear": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                                     "--learning-rate", "2e-5", "--lr-schedule", "linear"],
     },
@@ -124,7 +131,7 @@ SUMMARY_KEYS = ("accuracy_before", "accuracy_after", "accuracy_before_se", "accu
                 "seconds_per_step_median", "generation_seconds_median", "training_seconds_median", "tokens_per_s_median",
                 "mfu_median", "train_seconds_this_run", "total_seconds_this_run", "compute_dtype", "metric", "reward")
 CURVES = ("reward_mean", "completion_len", "zero_var_frac", "clip_ratio", "approx_kl", "kl", "entropy", "loss", "grad_norm",
-          "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu")
+          "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu", "groups_trained", "resampled_batches")
 
 
 def flags_for(group: str, name: str, seed: int) -> list[str] | None:
