@@ -131,7 +131,7 @@ SUMMARY_KEYS = ("accuracy_before", "accuracy_after", "accuracy_before_se", "accu
                 "seconds_per_step_median", "generation_seconds_median", "training_seconds_median", "tokens_per_s_median",
                 "mfu_median", "train_seconds_this_run", "total_seconds_this_run", "compute_dtype", "metric", "reward")
 CURVES = ("reward_mean", "completion_len", "zero_var_frac", "clip_ratio", "approx_kl", "kl", "entropy", "loss", "grad_norm",
-          "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu", "groups_trained", "resampled_batches")
+          "truncated_rate", "time_generate", "time_train", "tokens_per_s", "mfu", "groups_trained", "resampled_batches", "n_updates")
 
 
 def flags_for(group: str, name: str, seed: int) -> list[str] | None:
