@@ -109,7 +109,7 @@ class GRPOConfig(Config):
     beta: float = Field(0.0, ge=0.0, description="KL penalty weight; 0 builds no reference and computes no KL.")
     reference: Literal["auto", "copy", "adapter"] = Field("auto", description="KL reference: a frozen copy, or the LoRA model with its adapter off.")
     zero_variance: Literal["keep", "skip", "resample"] = Field("skip", description="Groups whose rewards are all equal: keep | skip | resample.")
-    max_resample: int = Field(2, ge=0, le=100, description="Extra batches drawn at most when zero_variance='resample'.")
+    max_resample: int = Field(2, ge=0, le=100, description="Extra batches drawn at most when zero_variance='resample'; each one with a signal is its own update.")
 
 # %% ../nbs/14_grpo.ipynb #0368f67a
 class GRPO:
