@@ -3,9 +3,8 @@
 Lesson 13 sizes `LossConfig.micro_batch_tokens` from these numbers: memory follows the token positions a pass runs
 (distinct prompts x prompt length + rows x completion length), not its completion tokens alone. Each shape runs in
 a fresh process, and the figure printed is that process's peak resident memory above what it held once the model
-was loaded, so the shapes do
-not share an allocator's leftovers. Random token ids stand in for real text: the cost of a pass depends on its
-shape, not on the words.
+was loaded, so the shapes do not share an allocator's leftovers. Random token ids stand in for real text: the cost
+of a pass depends on its shape, not on the words.
 
     python scripts/bench_pass_memory.py            # the shapes lesson 13 quotes
     python scripts/bench_pass_memory.py 16 400 228 4   # rows, prompt tokens, completion tokens, distinct prompts

@@ -73,7 +73,8 @@ GROUPS = {
         "fewshot2_prompts8_steps40_group12": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                               "--group-size", "12"],
         # after step 20 about three groups in four are all right or all wrong and skipped: draw up to two more batches of
-        # prompts until eight groups carry signal (DAPO's dynamic sampling), instead of doubling every group
+        # prompts until eight groups carry signal, instead of doubling every group (DAPO's dynamic sampling, except that
+        # each drawn batch is its own update: lesson 14)
         "fewshot2_prompts8_steps40_resample": [*ZERO_SHOT, "--few-shot", "2", "--prompts-per-step", "8", "--steps", "40",
                                                "--zero-variance", "resample"],
         # the same, at most one extra batch a step: about two thirds of the sampling, for most of the extra groups?
