@@ -121,6 +121,14 @@ GROUPS = {
         "subtraction_worked": ["--data", "nbs/data/tasks/subtraction_worked.jsonl", "--reward", "math"],
         "word_problems_worked": ["--data", "nbs/data/tasks/word_problems_worked.jsonl", "--reward", "math"],
         "three_sum_worked": ["--data", "nbs/data/tasks/three_sum_worked.jsonl", "--reward", "math"],
+        # the worked files again with resampling of zero-variance groups (lesson 16c): does its lead carry to tasks
+        # nobody tuned on, before it can become the default?
+        "subtraction_worked_resample": ["--data", "nbs/data/tasks/subtraction_worked.jsonl", "--reward", "math",
+                                        "--zero-variance", "resample"],
+        "word_problems_worked_resample": ["--data", "nbs/data/tasks/word_problems_worked.jsonl", "--reward", "math",
+                                          "--zero-variance", "resample"],
+        "three_sum_worked_resample": ["--data", "nbs/data/tasks/three_sum_worked.jsonl", "--reward", "math",
+                                      "--zero-variance", "resample"],
     },
     # the main job with place-value working in its two examples (scripts/make_tasks.py writes one file per seed)
     "working": {

@@ -156,7 +156,10 @@ def test_the_entry_script_runs_under_accelerate_launch(tmp_path, engine, extra):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
     assert summary["distributed_type"] == {"ddp": "MULTI_CPU", "fsdp": "FSDP"}[engine]
-    assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2 * 2 * 2
+    # a group of 2 for each step's 2 prompts, and for each rank's 1 prompt of every batch drawn to replace zero-variance
+    # groups (the job resamples them by default, lesson 16c; `resampled_batches` is summed over ranks)
+    resampled = sum(b["resampled_batches"] for b in json.loads((out / "history.json").read_text())["batch_logs"])
+    assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2 * (2 * 2 + resampled)
     assert (out / "checkpoints" / "last" / "meta.json").exists()
     # whole weights in a plain transformers class, LoRA merged: every key of the model and nothing else
     model, info = AutoModelForCausalLM.from_pretrained(out / "model", output_loading_info=True)
