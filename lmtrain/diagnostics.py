@@ -105,6 +105,8 @@ def diagnose(rollouts, check: Callable | None = None, history=None, window: int 
         out.update(entropy_first=e0, entropy_last=e1,
                    entropy_collapse=out["entropy_collapse"] or (z1 >= 0.5 and e1 < collapse * e0))
     out["collapse_test"] = "distinct" if d1 < collapse else "entropy" if out["entropy_collapse"] else None   # which test fired
+    # whether the run already drew more prompts when its groups had no spread (the warning then does not suggest it)
+    out["resampled"] = any((b.get("resampled_batches") or 0) > 0 for b in (getattr(history, "batch_logs", None) or []))
     return out
 
 # %% ../nbs/18_reading_rollouts.ipynb #3b0d7a02
@@ -147,8 +149,8 @@ def run_warnings(d: dict, eval_after=(), max_new_tokens: int | None = None, trun
                f"the policy's entropy fell {d['entropy_first']:.2f} -> {d['entropy_last']:.2f} nats a token while "
                f"{d['zero_variance_last']:.0%} of the groups had no reward spread")
         result = f"held-out accuracy changed {gain * 100:+.1f} points" if _finite(gain) else f"{measure} is at {level:.2f}"
-        out.append(f"entropy collapse: {why}, and {result}: lower the learning rate, or try --entropy-coef "
-                   f"or --zero-variance resample")
+        cures = "--entropy-coef" if d.get("resampled") else "--entropy-coef or --zero-variance resample"
+        out.append(f"entropy collapse: {why}, and {result}: lower the learning rate, or try {cures}")
     if d.get("truncated_last", 0) >= truncated:
         budget = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
         out.append(f"{d['truncated_last']:.0%} of the training replies of the last steps were cut at {budget} "

@@ -159,6 +159,7 @@ def test_the_entry_script_runs_under_accelerate_launch(tmp_path, engine, extra):
     # a group of 2 for each step's 2 prompts, and for each rank's 1 prompt of every batch drawn to replace zero-variance
     # groups (the job resamples them by default, lesson 16c; `resampled_batches` is summed over ranks)
     resampled = sum(b["resampled_batches"] for b in json.loads((out / "history.json").read_text())["batch_logs"])
+    assert resampled > 0   # a random model's replies all score 0: every step resamples, on every rank
     assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2 * (2 * 2 + resampled)
     assert (out / "checkpoints" / "last" / "meta.json").exists()
     # whole weights in a plain transformers class, LoRA merged: every key of the model and nothing else
