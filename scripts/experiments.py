@@ -2,11 +2,11 @@
 
 Each experiment is a name and the flags that set it apart from the main job's defaults as they were when the runs
 were made (`AS_RUN`: zero-variance groups skipped); `{seed}` in a flag is replaced by the run's seed, for files made
-per seed. Each (experiment, seed)
-runs once, in its own process, into `RUNS/<experiment>/s<seed>` (a run with a `summary.json` is done and skipped,
-so the queue can be stopped and started again). `collect` writes one small JSON per experiment group with, per run,
-the summary's numbers, the per-step curves (reward, completion length, clip ratio, KL, entropy, ...) and the
-job's reading of its own rollouts (`diagnosis`, `warnings`; lesson 18), which the lessons read from `nbs/data/evidence/`.
+per seed. Each (experiment, seed) runs once, in its own process, into `RUNS/<experiment>/s<seed>` (a run with a
+`summary.json` is done and skipped, so the queue can be stopped and started again). `collect` writes one small JSON
+per experiment group with, per run, the summary's numbers, the per-step curves (reward, completion length, clip
+ratio, KL, entropy, ...) and the job's reading of its own rollouts (`diagnosis`, `warnings`; lesson 18), which the
+lessons read from `nbs/data/evidence/`.
 
     python scripts/experiments.py run ablation --seeds 0 1 2            # every experiment of the group
     python scripts/experiments.py run ablation --only lr3e-5 --seeds 0  # one of them
